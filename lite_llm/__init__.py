@@ -1,0 +1,1 @@
+"""Lite LLM harness."""

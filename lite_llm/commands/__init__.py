@@ -1,0 +1,1 @@
+"""Subcommands of ``lite-llm``; each module has ``add_parser(subparsers)``."""

@@ -1,0 +1,41 @@
+"""Symmetric absmax quantization of rows to exact integers (HSER-2.1 .. HSER-2.5).
+
+The same function quantizes a token's hidden state and a router weight row.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+F32 = np.float32
+
+
+def quantize_rows(x: np.ndarray, limbs: int) -> tuple[np.ndarray, np.ndarray]:
+    """Quantize each row of binary32 x (n, d) to integers Q (n, d) and return (Q, absmax (n,)).
+
+    HSER-2.1  a = max_i |x_i|, exact.
+    HSER-2.2  a row with a = 0 quantizes to all zeros.
+    HSER-2.3  otherwise y_i = (x_i / a) * 127 in binary32 (two rounded operations), and
+              Q_i = round_half_even(y_i * 2**(7 * (limbs - 1))); |Q_i| <= 127 * 128**(limbs-1).
+    The integers are returned as int64; a kernel may split them into int8 limbs (HSER-2.4).
+    """
+    x = np.asarray(x, dtype=F32)
+    absmax = np.max(np.abs(x), axis=1) if x.shape[1] else np.zeros(x.shape[0], F32)   # (n,)
+    safe = np.where(absmax == 0, F32(1.0), absmax)[:, None]                           # (n, 1)
+    y = (x / safe) * F32(127.0)                                                          # (n, d) binary32
+    q = np.rint(y * F32(2.0 ** (7 * (limbs - 1))))                                       # exact scaling, then round
+    q[absmax == 0] = 0
+    return q.astype(np.int64), absmax.astype(F32)
+
+
+def dequant_scale(absmax: np.ndarray, limbs: int) -> np.ndarray:
+    """The binary64 factor that maps Q back to x's scale: a / (127 * 128**(limbs-1)) (HSER-3.3)."""
+    return np.asarray(absmax, dtype=np.float64) / np.float64(127 * 128 ** (limbs - 1))
+
+
+def split_limbs(q: np.ndarray, limbs: int) -> list[np.ndarray]:
+    """Split Q into int8 limbs with Q = 128 * hi + lo, |lo| <= 64 (HSER-2.4); for kernels and tests."""
+    if limbs == 1:
+        return [q.astype(np.int8)]
+    hi = np.rint(q.astype(np.float64) / 128.0).astype(np.int64)
+    lo = q - 128 * hi
+    return [hi.astype(np.int8), lo.astype(np.int8)]

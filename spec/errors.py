@@ -1,0 +1,115 @@
+"""Errors every implementation raises, each with a language-neutral code (spec clause HSER-10.1).
+
+The code (e.g. ``E_NONFINITE``) is what conformance cases compare; the message is for people and
+names the offending value, position or file.
+"""
+from __future__ import annotations
+
+
+class LiteLLMError(ValueError):
+    """Base class: ``code`` is the stable error code, ``clause`` the spec clause that was violated."""
+
+    code = "E_LITE_LLM"
+    clause = ""
+
+    def __init__(self, message: str, *, clause: str | None = None):
+        if clause is not None:
+            self.clause = clause
+        super().__init__(f"{self.code} [{self.clause}]: {message}" if self.clause else f"{self.code}: {message}")
+
+
+class ConfigError(LiteLLMError):
+    """A model/router configuration violates the config schema or a limit of the spec."""
+
+    code = "E_CONFIG"
+    clause = "TIER-1.1"
+
+
+class ShapeError(LiteLLMError):
+    """An input tensor has the wrong number of dimensions or the wrong size."""
+
+    code = "E_SHAPE"
+    clause = "HSER-1.1"
+
+
+class DTypeError(LiteLLMError):
+    """An input tensor is not of a floating-point type the spec accepts."""
+
+    code = "E_DTYPE"
+    clause = "HSER-1.2"
+
+
+class NonFiniteError(LiteLLMError):
+    """An input holds NaN or an infinity."""
+
+    code = "E_NONFINITE"
+    clause = "HSER-1.3"
+
+
+class UnknownTierError(LiteLLMError):
+    """A TierSet names a tier that the model does not have."""
+
+    code = "E_UNKNOWN_TIER"
+    clause = "TIER-2.2"
+
+
+class EmptyTierSetError(LiteLLMError):
+    """A TierSet holds no tier."""
+
+    code = "E_EMPTY_TIERSET"
+    clause = "TIER-2.3"
+
+
+class DuplicateTierError(LiteLLMError):
+    """A TierSet names the same tier twice."""
+
+    code = "E_DUPLICATE_TIER"
+    clause = "TIER-2.4"
+
+
+class RouterWeightsError(LiteLLMError):
+    """Router weights do not match the configuration (shape) or hold non-finite values."""
+
+    code = "E_WEIGHTS"
+    clause = "HSER-1.4"
+
+
+class SeedError(LiteLLMError):
+    """A routing seed is not an integer in [0, 2**64)."""
+
+    code = "E_SEED"
+    clause = "HSER-4.1"
+
+
+class TokenError(LiteLLMError):
+    """A token id is outside [0, vocab_size) or a sequence is longer than max_seq_len."""
+
+    code = "E_TOKEN"
+    clause = ""
+
+
+class BudgetError(LiteLLMError):
+    """Budget-constrained TierSet selection has bad inputs or no tier fits the limits."""
+
+    code = "E_BUDGET"
+    clause = ""
+
+
+class CheckpointError(LiteLLMError):
+    """A checkpoint is missing, truncated, corrupt, schema-invalid or does not match its manifest.
+
+    ``path`` names the file at fault.
+    """
+
+    code = "E_CHECKPOINT"
+    clause = ""
+
+    def __init__(self, message: str, *, path: str = "", clause: str | None = None):
+        self.path = str(path)
+        super().__init__(f"{path}: {message}" if path else message, clause=clause)
+
+
+ERROR_CODES = {cls.code: cls for cls in (
+    ConfigError, ShapeError, DTypeError, NonFiniteError, UnknownTierError, EmptyTierSetError,
+    DuplicateTierError, RouterWeightsError, SeedError, TokenError, BudgetError, CheckpointError,
+)}

@@ -1,0 +1,46 @@
+"""Small builders shared by the tests."""
+from __future__ import annotations
+
+import numpy as np
+
+from lite_llm.spec.config import config_from_dict, seed_to_json
+
+
+def make_config(tiers=((4, 4), (8, 4), (8, 8)), k=(1, 2, 2), d=32, limbs=(2, 2), seed=0, **extra):
+    """A config with tiers given as (groups, experts_per_group) pairs."""
+    return config_from_dict({
+        "spec_version": "0.1", "d_model": d, "n_heads": 2, **extra,
+        "tiers": [{"name": f"tier_{i}", "groups": g, "experts_per_group": e, "d_ff": 8} for i, (g, e) in enumerate(tiers)],
+        "router": {"k_tier": k[0], "k_group": k[1], "k_expert": k[2], "hidden_limbs": limbs[0],
+                   "weight_limbs": limbs[1], "seed": seed_to_json(seed)},
+    })
+
+
+def gaussian(T, d, seed=0):
+    return np.random.default_rng(seed).standard_normal((T, d)).astype(np.float32)
+
+
+def bits(a: np.ndarray) -> np.ndarray:
+    """The bit patterns of an array, for bit-exact comparison."""
+    a = np.ascontiguousarray(a)
+    return a.view({1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[a.dtype.itemsize])
+
+
+RECORD_FIELDS = ("tier", "group", "expert", "gate", "count", "tier_probs", "chosen_tiers", "group_probs",
+                 "chosen_groups", "expert_probs")
+
+
+def assert_same_bits(a, b, where=""):
+    """Bit-exact equality of two arrays, printing the first difference."""
+    assert a.shape == b.shape and a.dtype == b.dtype, f"{where}: {a.shape}/{a.dtype} vs {b.shape}/{b.dtype}"
+    ba, bb = bits(a), bits(b)
+    diff = np.argwhere(ba != bb)
+    assert diff.size == 0, (f"{where}: {len(diff)} elements differ; first at {tuple(diff[0])}: "
+                            f"{a[tuple(diff[0])]!r} (0x{int(ba[tuple(diff[0])]):x}) vs {b[tuple(diff[0])]!r} "
+                            f"(0x{int(bb[tuple(diff[0])]):x})")
+
+
+def assert_same_record(r1, r2):
+    for f in RECORD_FIELDS:
+        assert_same_bits(getattr(r1, f), getattr(r2, f), f)
+    assert r1.tier_set == r2.tier_set
