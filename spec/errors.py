@@ -82,34 +82,97 @@ class SeedError(LiteLLMError):
 
 
 class TokenError(LiteLLMError):
-    """A token id is outside [0, vocab_size) or a sequence is longer than max_seq_len."""
+    """Token ids of the wrong rank or type, an id outside [0, vocab_size), or a sequence longer than max_seq_len."""
 
     code = "E_TOKEN"
-    clause = ""
+    clause = "MODEL-1.1"
 
 
 class BudgetError(LiteLLMError):
     """Budget-constrained TierSet selection has bad inputs or no tier fits the limits."""
 
     code = "E_BUDGET"
-    clause = ""
+    clause = "SEL-1.1"
 
 
 class CheckpointError(LiteLLMError):
-    """A checkpoint is missing, truncated, corrupt, schema-invalid or does not match its manifest.
+    """A checkpoint is missing, truncated, corrupt, schema-invalid or does not match its manifest (CKPT-7.1).
 
-    ``path`` names the file at fault.
+    ``path`` names the file at fault (the manifest, a shard, or the checkpoint directory). The
+    subclasses below carry one code per problem; catch ``CheckpointError`` for all of them.
     """
 
     code = "E_CHECKPOINT"
-    clause = ""
+    clause = "CKPT-7.1"
 
     def __init__(self, message: str, *, path: str = "", clause: str | None = None):
-        self.path = str(path)
+        self.path = str(path)        # the file at fault
+        self.problem = message       # what is wrong, without code or path
         super().__init__(f"{path}: {message}" if path else message, clause=clause)
+
+
+class CheckpointMissingError(CheckpointError):
+    """The checkpoint directory, its manifest or a shard it needs does not exist."""
+
+    code = "E_CKPT_MISSING"
+    clause = "CKPT-5.4"
+
+
+class CheckpointTruncatedError(CheckpointError):
+    """A shard is shorter than its manifest records, or than its own header says."""
+
+    code = "E_CKPT_TRUNCATED"
+    clause = "CKPT-5.4"
+
+
+class CheckpointHashError(CheckpointError):
+    """A shard's SHA-256 differs from the one its manifest records."""
+
+    code = "E_CKPT_HASH"
+    clause = "CKPT-5.5"
+
+
+class CheckpointHeaderError(CheckpointError):
+    """A shard's safetensors header is malformed (not JSON, bad dtype, overlapping or gapped data)."""
+
+    code = "E_CKPT_HEADER"
+    clause = "CKPT-2.3"
+
+
+class CheckpointSchemaError(CheckpointError):
+    """The manifest is not JSON, fails the manifest schema, has an unknown schema version or an invalid config."""
+
+    code = "E_CKPT_SCHEMA"
+    clause = "CKPT-3.1"
+
+
+class CheckpointMismatchError(CheckpointError):
+    """Manifest, config, shards and weights disagree: a tensor missing or extra, a wrong shape, dtype or size."""
+
+    code = "E_CKPT_MISMATCH"
+    clause = "CKPT-3.5"
+
+
+class CheckpointExistsError(CheckpointError):
+    """A new checkpoint would be saved into a directory that already holds one."""
+
+    code = "E_CKPT_EXISTS"
+    clause = "CKPT-4.4"
+
+
+class CheckpointTierExistsError(CheckpointError):
+    """Expansion would add a tier whose name the checkpoint already has."""
+
+    code = "E_CKPT_TIER_EXISTS"
+    clause = "EXP-1.6"
+
+
+CHECKPOINT_ERRORS = (CheckpointError, CheckpointMissingError, CheckpointTruncatedError, CheckpointHashError,
+                     CheckpointHeaderError, CheckpointSchemaError, CheckpointMismatchError, CheckpointExistsError,
+                     CheckpointTierExistsError)
 
 
 ERROR_CODES = {cls.code: cls for cls in (
     ConfigError, ShapeError, DTypeError, NonFiniteError, UnknownTierError, EmptyTierSetError,
-    DuplicateTierError, RouterWeightsError, SeedError, TokenError, BudgetError, CheckpointError,
+    DuplicateTierError, RouterWeightsError, SeedError, TokenError, BudgetError, *CHECKPOINT_ERRORS,
 )}
