@@ -30,7 +30,9 @@ def uniform_tensor(seed: int, name: str, shape: tuple[int, ...], bound: np.float
     x_i = mix64(base + (i + 1) * GOLDEN mod 2**64), u_i = x_i >> 40 (24 bits),
     f_i = (2 u_i + 1 - 2**24) * 2**-24 (exact, in (-1, 1)), value_i = f_i * bound (one rounding).
     """
-    base = mix64(seed ^ fnv1a64(name))
+    from lite_llm.spec.config import parse_seed
+
+    base = mix64(parse_seed(seed) ^ fnv1a64(name))
     n = int(np.prod(shape, dtype=np.int64))
     idx = np.arange(1, n + 1, dtype=np.uint64)
     with np.errstate(over="ignore"):
@@ -41,5 +43,5 @@ def uniform_tensor(seed: int, name: str, shape: tuple[int, ...], bound: np.float
 
 
 def fan_in_bound(fan_in: int) -> np.float32:
-    """1 / sqrt(fan_in), each step a correctly rounded binary32 operation (INIT-1.4)."""
+    """1 / sqrt(binary32(fan_in)), each step a correctly rounded binary32 operation (INIT-1.4)."""
     return np.float32(1.0) / np.sqrt(np.float32(fan_in))

@@ -87,6 +87,8 @@ def router_tensor_names(cfg: ModelConfig, layer: int, tier: int) -> dict[str, st
 
 def init_router_weights(cfg: ModelConfig, seed: int, layer: int = 0) -> RouterWeights:
     """Deterministic router weights of one layer from the model seed (INIT-2.1): bound 1/sqrt(d)."""
+    if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < cfg.n_layers:
+        raise RouterWeightsError(f"layer {layer!r} is not in [0, {cfg.n_layers})")
     d, b = cfg.d_model, fan_in_bound(cfg.d_model)
     tier, group, expert = [], [], []
     for t, tc in enumerate(cfg.tiers):

@@ -14,11 +14,12 @@ def hidden_as_float32(h, d_model: int) -> np.ndarray:
     float16 converts exactly; float64 rounds to nearest-even (HSER-1.2). A NaN or infinity after
     conversion is rejected, naming the first offending token and feature (HSER-1.3).
     """
-    h = np.asarray(h)
-    if h.ndim != 2:
-        raise ShapeError(f"hidden states must be 2-D (tokens, d_model), got shape {h.shape}")
-    if h.shape[1] != d_model:
-        raise ShapeError(f"hidden states have {h.shape[1]} features, the config's d_model is {d_model}")
+    try:
+        h = np.asarray(h)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise DTypeError(f"hidden states of type {type(h).__name__} are not a NumPy float array: {e}") from None
+    if h.ndim != 2 or h.shape[1] != d_model:
+        raise ShapeError(f"hidden states must have shape (T, {d_model}) (tokens, d_model), got {h.shape}")
     if h.dtype.type not in ACCEPTED_DTYPES:
         raise DTypeError(f"hidden states have dtype {h.dtype}; expected float16, float32 or float64")
     with np.errstate(over="ignore"):

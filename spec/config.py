@@ -12,12 +12,13 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, LiteLLMError
 
 SPEC_VERSION = "0.1"
 MAX_D_MODEL = 1 << 17        # HSER-3.2: 127*127*2**17 < 2**31, so one limb pair's sum fits int32
 MAX_TIERS = 1 << 16          # HSER-4.2: the tier field of a level word is 16 bits
-MAX_GROUPS = (1 << 32) - 1   # HSER-4.2: the group field is 32 bits
+MAX_GROUPS = (1 << 31) - 1   # HSER-9.3: group and expert indices are int32 in the routing record
+MAX_K = 1 << 16              # TIER-1.5: each fan-out, and K = k_tier * k_group * k_expert, at most 2**16
 PLACEMENTS = ("HBM", "DRAM", "NVMe", "Object")
 
 
@@ -76,9 +77,12 @@ class ModelConfig:
         """The id of a tier given by name or id; UnknownTierError if there is none (TIER-2.2)."""
         from .errors import UnknownTierError
 
-        if isinstance(name_or_id, bool):
+        import numbers
+
+        if isinstance(name_or_id, bool) or not isinstance(name_or_id, (str, numbers.Integral)):
             raise UnknownTierError(f"tier {name_or_id!r} is not a tier name or id")
-        if isinstance(name_or_id, int):
+        if isinstance(name_or_id, numbers.Integral):
+            name_or_id = int(name_or_id)
             if 0 <= name_or_id < len(self.tiers):
                 return name_or_id
             raise UnknownTierError(f"tier id {name_or_id} is not in T_max (ids 0..{len(self.tiers) - 1})")
@@ -100,9 +104,18 @@ def config_schema() -> dict:
 
 
 def parse_seed(value) -> int:
-    """A seed from JSON (integer < 2**53 or '0x...' string) or Python (any int in [0, 2**64))."""
+    """A seed as an int in [0, 2**64) (HSER-4.1), else SeedError.
+
+    Accepts Python and NumPy integers, and (for command lines) decimal or 0x-hexadecimal strings.
+    The JSON form of a configuration is stricter; its schema allows an integer below 2**53 or a
+    '0x' string of 1 to 16 hex digits.
+    """
+    import numbers
+
     from .errors import SeedError
 
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = int(value)
     if isinstance(value, str):
         try:
             value = int(value, 16) if value.lower().startswith("0x") else int(value)
@@ -155,12 +168,17 @@ def check_config(cfg: ModelConfig) -> None:
     r = cfg.router
     for f in ("k_tier", "k_group", "k_expert"):
         v = getattr(r, f)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ConfigError(f"router/{f}={v!r} must be an integer >= 1")
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_K:
+            raise ConfigError(f"router/{f}={v!r} must be an integer in [1, {MAX_K}]")
+    if r.slots > MAX_K:
+        raise ConfigError(f"router fan-out K = k_tier*k_group*k_expert = {r.slots} exceeds {MAX_K}")
     for f in ("hidden_limbs", "weight_limbs"):
         if getattr(r, f) not in (1, 2):
             raise ConfigError(f"router/{f}={getattr(r, f)!r} must be 1 or 2")
-    parse_seed(r.seed)
+    try:
+        parse_seed(r.seed)
+    except LiteLLMError as e:
+        raise ConfigError(f"router/seed: {e}") from None
     if cfg.d_model % cfg.n_heads or (cfg.d_model // cfg.n_heads) % 2:
         raise ConfigError(f"d_model={cfg.d_model} must split into n_heads={cfg.n_heads} heads of even size")
 

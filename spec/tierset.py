@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .config import ModelConfig
-from .errors import DuplicateTierError, EmptyTierSetError
+from .errors import DuplicateTierError, EmptyTierSetError, UnknownTierError
 
 
 def tier_set(cfg: ModelConfig, tiers: Iterable[str | int]) -> tuple[int, ...]:
@@ -12,6 +12,8 @@ def tier_set(cfg: ModelConfig, tiers: Iterable[str | int]) -> tuple[int, ...]:
 
     Unknown tiers, repeated tiers and an empty TierSet are errors, never silently repaired.
     """
+    if isinstance(tiers, (str, bytes, int)) or not isinstance(tiers, Iterable):
+        raise UnknownTierError(f"a TierSet must be a collection of tier names or ids, got {tiers!r}")
     ids = [cfg.tier_id(t) for t in tiers]
     if not ids:
         raise EmptyTierSetError("the TierSet is empty; a request must allow at least one tier")

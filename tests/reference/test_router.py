@@ -212,8 +212,8 @@ def test_float16_and_float64_inputs():
 
 
 @pytest.mark.parametrize("bad, err, msg", [
-    (np.zeros((4,), np.float32), ShapeError, "2-D"),
-    (np.zeros((2, 31), np.float32), ShapeError, "31 features"),
+    (np.zeros((4,), np.float32), ShapeError, r"shape \(T, 32\).*got \(4,\)"),
+    (np.zeros((2, 31), np.float32), ShapeError, r"shape \(T, 32\).*got \(2, 31\)"),
     (np.zeros((2, 32), np.int32), DTypeError, "int32"),
     (np.zeros((2, 32), np.bool_), DTypeError, "bool"),
 ])
@@ -281,3 +281,34 @@ def test_routing_record_shapes_and_padding():
             G, E = cfg.tiers[t].groups, cfg.tiers[t].experts_per_group
             assert (r.group_probs[i, a, G:] == 0).all() and (r.chosen_groups[i, a, min(3, G):] == -1).all()
             assert (r.expert_probs[i, a, :, E:] == 0).all()
+
+
+def test_tierset_forms_and_numpy_ids():
+    """TIER-2.1: names and ids mixed, NumPy integer ids; a non-collection is E_UNKNOWN_TIER."""
+    cfg = make_config()
+    q = quantize_router(cfg, init_router_weights(cfg, 1))
+    h = gaussian(3, cfg.d_model)
+    assert_same_record(route(h, q, [np.int64(1), "tier_2"]), route(h, q, (1, 2)))
+    assert_same_record(route(h, q, np.array([0, 2])), route(h, q, ("tier_0", "tier_2")))
+    for bad in (1, "tier_1", None):
+        with pytest.raises(UnknownTierError):
+            route(h, q, bad)
+    with pytest.raises(DuplicateTierError):
+        route(h, q, ["tier_1", 1])
+
+
+def test_seed_forms_for_routing():
+    """HSER-4.1: NumPy integer seeds route like Python ints; the config seed is the default."""
+    cfg = make_config(seed=2 ** 64 - 7)
+    q = quantize_router(cfg, init_router_weights(cfg, 1))
+    h = gaussian(6, cfg.d_model)
+    assert_same_record(route(h, q, (0, 1, 2), np.uint64(2 ** 64 - 7)), route(h, q, (0, 1, 2)))
+    assert_same_record(route(h, q, (0, 1, 2), "0xFFFFFFFFFFFFFFF9"), route(h, q, (0, 1, 2)))
+
+
+def test_non_array_hidden_states_get_a_code():
+    """HSER-1.2: an object NumPy cannot turn into a float array is E_DTYPE, not a bare TypeError."""
+    cfg = make_config()
+    q = quantize_router(cfg, init_router_weights(cfg, 1))
+    with pytest.raises(DTypeError):
+        route([[object()] * cfg.d_model], q, (0,))

@@ -27,6 +27,9 @@ def test_bundled_configs_validate_and_round_trip():
     ({"tiers": [{"name": "a", "groups": 0, "experts_per_group": 1, "d_ff": 1}]}, "tiers/0/groups"),
     ({"unknown_field": 1}, "(top level)"),
     ({"router": {"k_tier": 1, "k_group": 1, "k_expert": 1, "seed": 2 ** 60}}, "router/seed"),
+    ({"router": {"k_tier": 1, "k_group": 1, "k_expert": 2 ** 17}}, "router/k_expert"),
+    ({"router": {"k_tier": 64, "k_group": 64, "k_expert": 64}}, "K = "),
+    ({"tiers": [{"name": "a", "groups": 2 ** 31, "experts_per_group": 1, "d_ff": 1}]}, "tiers/0/groups"),
 ])
 def test_invalid_configs_name_the_field(patch, field):
     """TIER-1.1, TIER-1.5: E_CONFIG naming the field."""
