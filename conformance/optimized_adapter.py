@@ -1,0 +1,189 @@
+"""The adapter for ``--impl optimized`` (``--device cpu`` or ``cuda``): the conformance operations
+mapped onto the torch implementation ``lite_llm.optimized``.
+
+Inputs become torch tensors on the device; outputs come back as NumPy arrays. Only the operations
+the optimized package implements are offered (OVW-1.3); the runner skips the others as *not
+offered*. Words (seeds, keys) live in int64 tensors with the bits of the uint64 words
+(``optimized.seeds``), so they are viewed, never converted, at the boundary.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .adapters import Request
+from .reference_adapter import RECORD_FIELDS, parse_config
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+class OptimizedAdapter:
+    """Runs the operations that ``lite_llm.optimized`` offers on one device."""
+
+    def __init__(self, device: str = "cpu"):
+        torch = _torch()
+        if device == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("--device cuda: torch sees no CUDA device")
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"--device {device!r}: expected cpu or cuda")
+        import lite_llm.optimized  # noqa: F401  (fails clearly if the package is missing)
+
+        self.device = torch.device(device)
+        self.name = f"optimized ({device})"
+        self.operations = {m[3:] for m in dir(self) if m.startswith("op_")}
+
+    def run(self, req: Request) -> dict:
+        return getattr(self, f"op_{req.operation}")(req)
+
+    # --- helpers -------------------------------------------------------------------------------
+    def tensor(self, a: np.ndarray, logical: str | None = None):
+        torch = _torch()
+        t = torch.from_numpy(np.ascontiguousarray(a))
+        if logical == "bfloat16":
+            t = t.view(torch.int16).view(torch.bfloat16)
+        return t.to(self.device)
+
+    def words(self, a: np.ndarray):
+        """uint64 words as the int64 tensor with the same bits."""
+        return self.tensor(np.asarray(a, np.uint64).view(np.int64))
+
+    @staticmethod
+    def unwords(t) -> np.ndarray:
+        return t.cpu().numpy().astype(np.int64).view(np.uint64)
+
+    # --- routing level ---------------------------------------------------------------------------
+    def op_route(self, req: Request) -> dict:
+        from lite_llm.optimized.router import load_router, route
+
+        cfg = parse_config(req.config)
+        weights = {}
+        for t, tc in enumerate(cfg.tiers):
+            for kind in ("tier", "group", "expert"):
+                name = f"router_{kind}.{t}"
+                if name in req.inputs:
+                    weights[f"layers.0.tiers.{tc.name}.router_{kind}"] = req.inputs[name]
+        router = load_router(cfg, weights, 0, self.device)
+        h = req.inputs["hidden"]
+        h = self.tensor(h, "bfloat16") if req.dtypes.get("hidden") == "bfloat16" else h
+        r = route(h, router, req.params["tierset"], req.params.get("seed"))
+        return {**{f: getattr(r, f).cpu().numpy() for f in RECORD_FIELDS},
+                "tier_set": np.asarray(r.tier_set, np.int32)}
+
+    def op_quantize(self, req: Request) -> dict:
+        from lite_llm.optimized.quantize import dequant_scale, quantize_rows
+
+        limbs = req.params["limbs"]
+        q, absmax = quantize_rows(self.tensor(req.inputs["x"]), limbs)
+        return {"q": q.cpu().numpy().astype(np.int64), "absmax": absmax.cpu().numpy(),
+                "scale": dequant_scale(absmax, limbs).cpu().numpy()}
+
+    def op_logits(self, req: Request) -> dict:
+        from lite_llm.optimized.logits import exact_dot, logits
+        from lite_llm.optimized.quantize import dequant_scale, quantize_rows
+
+        lx, lw = req.params["hidden_limbs"], req.params["weight_limbs"]
+        qx, ax = quantize_rows(self.tensor(req.inputs["x"]), lx)
+        qw, aw = quantize_rows(self.tensor(req.inputs["w"]), lw)
+        acc = exact_dot(qx, qw)
+        z = logits(acc, dequant_scale(ax, lx), dequant_scale(aw, lw))
+        return {"acc": acc.cpu().numpy().astype(np.int64), "z": z.cpu().numpy()}
+
+    def op_mix64(self, req: Request) -> dict:
+        from lite_llm.optimized.seeds import mix64
+
+        return {"y": self.unwords(mix64(self.words(req.inputs["x"])))}
+
+    def op_level_seed(self, req: Request) -> dict:
+        from lite_llm.optimized.seeds import level_seed
+
+        cols = [req.inputs[n].tolist() for n in ("seed", "level", "tier", "group")]
+        return {"level_seed": np.array([level_seed(*row) for row in zip(*cols)], np.uint64)}
+
+    def op_tie_keys(self, req: Request) -> dict:
+        from lite_llm.optimized.seeds import tie_keys
+
+        return {"keys": self.unwords(tie_keys(self.words(req.inputs["level_seed"]), req.params["n"]))}
+
+    def op_canonical_exp(self, req: Request) -> dict:
+        from lite_llm.optimized.cexp import canonical_exp
+
+        return {"y": canonical_exp(self.tensor(req.inputs["t"])).cpu().numpy()}
+
+    def op_tree_sum(self, req: Request) -> dict:
+        from lite_llm.optimized.softmax import tree_sum
+
+        return {"sum": tree_sum(self.tensor(req.inputs["v"])).cpu().numpy()}
+
+    def op_softmax(self, req: Request) -> dict:
+        from lite_llm.optimized.softmax import softmax
+
+        return {"p": softmax(self.tensor(req.inputs["z"])).cpu().numpy()}
+
+    def op_top_k(self, req: Request) -> dict:
+        from lite_llm.optimized.ranking import top_k
+        from lite_llm.optimized.seeds import ordered
+
+        z = self.tensor(req.inputs["z"])
+        idx = top_k(z, ordered(self.words(req.inputs["keys"])), req.params["k"])
+        return {"index": idx[:, : min(req.params["k"], z.shape[1])].cpu().numpy().astype(np.int32)}
+
+    def op_renormalise(self, req: Request) -> dict:
+        from lite_llm.optimized.router import renormalise
+
+        p = self.tensor(req.inputs["p"])
+        return {"r": renormalise(p, p == p).cpu().numpy()}
+
+    # --- layer and model levels ----------------------------------------------------------------------
+    def weights(self, req: Request) -> dict:
+        from .reference_adapter import weight_inputs
+
+        return {k: self.tensor(v) for k, v in weight_inputs(req).items()}
+
+    def op_moe_layer(self, req: Request) -> dict:
+        from lite_llm.optimized.moe import moe_layer
+
+        x = req.inputs["x"]
+        x = self.tensor(x) if x.dtype.kind == "f" else x          # other types go as they are, to be rejected
+        out, r = moe_layer(parse_config(req.config), self.weights(req), req.params["layer"], x,
+                           req.params["tierset"], req.params.get("seed"), device=self.device)
+        return {"out": out.cpu().numpy(), **{f"route.{f}": getattr(r, f).cpu().numpy() for f in RECORD_FIELDS},
+                "route.tier_set": np.asarray(r.tier_set, np.int32)}
+
+    def op_forward(self, req: Request) -> dict:
+        from lite_llm.optimized.model import forward
+
+        o = forward(parse_config(req.config), self.weights(req), req.inputs["tokens"], req.params["tierset"],
+                    seed=req.params.get("seed"), device=self.device)
+        out = {"logits": o.logits.cpu().numpy()}
+        for layer, (x, r) in enumerate(zip(o.router_inputs, o.routes)):
+            out[f"router_input.{layer}"] = x.cpu().numpy()
+            out.update({f"route.{layer}.{f}": getattr(r, f).cpu().numpy() for f in INDEX_FIELDS})
+        return out
+
+    def op_generate(self, req: Request) -> dict:
+        from lite_llm.optimized.generate import generate
+
+        new = generate(parse_config(req.config), self.weights(req), req.inputs["prompt"],
+                       req.params["max_new_tokens"], req.params["tierset"], req.params.get("seed"), device=self.device)
+        return {"tokens": np.asarray(new, np.int64)}
+
+    def op_greedy_token(self, req: Request) -> dict:
+        from lite_llm.optimized.generate import greedy_token
+
+        lg = self.tensor(req.inputs["logits"])
+        return {"token": np.array([greedy_token(row) for row in lg], np.int64)}
+
+    # --- checkpoint level (reading) --------------------------------------------------------------------
+    def op_load_checkpoint(self, req: Request) -> dict:
+        from lite_llm.optimized.checkpoint import load_checkpoint
+        from lite_llm.spec.config import config_to_dict
+
+        cfg, w = load_checkpoint(req.inputs["checkpoint"], req.params.get("tierset"),
+                                 verify=req.params.get("verify", True), device=self.device)
+        return {"config": config_to_dict(cfg), **{k: v.cpu().numpy() for k, v in w.items()}}
+
+
+INDEX_FIELDS = ("tier", "group", "expert", "count", "chosen_tiers", "chosen_groups")

@@ -1,0 +1,77 @@
+"""Every planted bug is caught, by the cases designed for it, and the operation-level cases point at
+the piece that is wrong (the cases of unaffected pieces still pass)."""
+from __future__ import annotations
+
+import pytest
+
+from lite_llm.conformance.case import load_cases
+from lite_llm.conformance.runner import run_suite
+
+from .planted import BUGS, PlantedRouter
+
+R = "routing/route/"
+OP = "routing/op/"
+E = "routing/errors/"
+
+# bug -> (cases that must fail, cases that must still pass)
+EXPECTED = {
+    "index-ties": ({OP + "top-k-ties-k1", OP + "top-k-ties-k3", R + "ties-every-level", R + "seed-0x1",
+                    R + "zero-hidden"},
+                   {OP + "level-seed", OP + "tie-keys", OP + "canonical-exp-special", R + "basic"}),
+    "signed-keys": ({OP + "top-k-ties-k3", OP + "top-k-ties-k9", R + "seed-0xffffffffffffffff", R + "ties-level1"},
+                    {OP + "mix64", OP + "tie-keys", R + "basic"}),
+    "xor-seeds": ({OP + "level-seed", R + "seed-0x1", R + "ties-every-level", R + "seed-from-config"},
+                  {OP + "mix64", OP + "tie-keys", OP + "top-k-ties-k3", R + "basic"}),
+    "mask-inf": ({R + "tierset-excluded-tier", R + "k-tier-exceeds-tierset", R + "tierset-shapes"},
+                 {R + "basic", OP + "softmax-basic"}),
+    "library-exp": ({OP + "canonical-exp-special", OP + "canonical-exp-sweep", OP + "softmax-basic", R + "basic"},
+                    {OP + "quantize-limbs2", OP + "logits-h2-w2", OP + "top-k-ties-k3", OP + "tree-sum-n5"}),
+    "fma-exp": ({OP + "canonical-exp-special", OP + "canonical-exp-sweep", R + "basic"},
+                {OP + "softmax-n1", OP + "quantize-limbs1", OP + "tree-sum-n3"}),
+    "float-logits": ({OP + "logits-h2-w2", OP + "logits-bounds", R + "basic", R + "near-tie-logits"},
+                     {OP + "quantize-limbs2", OP + "canonical-exp-sweep", OP + "softmax-basic"}),
+    "no-renormalise": ({OP + "renormalise-m1", OP + "renormalise-m3", R + "basic"},
+                       {OP + "softmax-basic", OP + "top-k-random"}),
+    "plus-zero-padding": ({OP + "tree-sum-signed-zeros", OP + "tree-sum-n3", OP + "tree-sum-n33"},
+                          {OP + "tree-sum-n8", OP + "tree-sum-n1", OP + "softmax-basic", R + "basic"}),
+    "half-away-rounding": ({OP + "quantize-half-even-limbs1", OP + "quantize-half-even-limbs2"},
+                           {OP + "mix64", OP + "canonical-exp-sweep", R + "basic"}),
+    "reciprocal-quantize": ({OP + "quantize-limbs1", OP + "quantize-limbs2"},
+                            {OP + "mix64", OP + "tree-sum-n5", OP + "top-k-random"}),
+    "per-matrix-scale": ({R + "extreme-weights", R + "basic"}, {OP + "quantize-limbs2", OP + "logits-h2-w2"}),
+    "shape-before-seed": ({E + "order-seed-first", E + "order-empty-before-shape", E + "order-duplicate-before-shape"},
+                          {E + "shape-1d", E + "seed-negative", R + "basic"}),
+    "rank-probabilities": ({R + "near-tie-logits"}, {OP + "top-k-ties-k3", R + "basic"}),
+}
+
+
+@pytest.fixture(scope="module")
+def routing_cases():
+    return {c.id: c for c in load_cases(levels=["routing"])}
+
+
+def test_every_bug_has_expectations():
+    assert set(EXPECTED) == set(BUGS) and len(BUGS) >= 5
+
+
+@pytest.mark.parametrize("bug", sorted(BUGS))
+def test_planted_bug_is_caught_where_expected(bug, routing_cases):
+    must_fail, must_pass = EXPECTED[bug]
+    run = run_suite(PlantedRouter(bug), [routing_cases[i] for i in sorted(must_fail | must_pass)], impl=f"planted:{bug}")
+    failed = {o.case_id for o in run.outcomes if o.status in ("fail", "error")}
+    for o in run.outcomes:
+        if o.case_id in must_fail:
+            print(f"{bug}: {o.case_id}: {o.detail[:160]}")
+    assert failed == must_fail, f"{bug} ({BUGS[bug]}): failed {sorted(failed)}, expected {sorted(must_fail)}"
+    assert not run.ok
+
+
+def test_a_failure_names_the_clause_the_first_difference_and_a_rerun_command(routing_cases):
+    run = run_suite(PlantedRouter("plus-zero-padding"), [routing_cases[OP + "tree-sum-signed-zeros"]],
+                    impl="tests.conformance.planted:PlantedRouter")
+    (o,) = run.outcomes
+    assert o.status == "fail"
+    assert o.detail.startswith("[HSER-6.5, OVW-2.1]")
+    assert "first at index [0]: got 0.0 (0x00000000), expected -0.0 (0x80000000)" in o.detail
+    assert o.rerun == ("lite-llm conform --impl tests.conformance.planted:PlantedRouter "
+                       "--case routing/op/tree-sum-signed-zeros")

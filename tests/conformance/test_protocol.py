@@ -1,0 +1,144 @@
+"""The JSON-lines protocol (CONF-4): both ends, every message against the schema, and the runner's
+answers to harnesses that misbehave."""
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from lite_llm.conformance.adapters import close_adapter, load_adapter
+from lite_llm.conformance.case import load_cases
+from lite_llm.conformance.protocol import CommandAdapter
+from lite_llm.conformance.runner import run_suite
+
+SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "conformance" / "protocol.schema.json").read_text())
+SOME = ("routing/op/mix64", "routing/op/quantize-limbs2", "routing/route/hidden-bfloat16", "routing/errors/shape-1d",
+        "checkpoint/verify-reports-every-problem", "checkpoint/expand", "checkpoint/expand-errors/name-exists",
+        "selection/budget-worked-3", "loss/aux-alpha")
+
+
+@pytest.fixture(scope="module")
+def cases():
+    by_id = {c.id: c for c in load_cases()}
+    return [by_id[i] for i in SOME]
+
+
+def harness(tmp_path: Path, body: str) -> str:
+    """A harness script: `body` handles one parsed message `msg` and returns the reply (or None)."""
+    script = tmp_path / "harness.py"
+    script.write_text(textwrap.dedent("""\
+        import json, sys
+        from lite_llm.conformance.adapters import load_adapter
+        from lite_llm.conformance.protocol import handle
+        ref = load_adapter("reference")
+        def answer(msg):
+        """) + textwrap.indent(textwrap.dedent(body), "    ") + textwrap.dedent("""
+        for line in sys.stdin:
+            msg = json.loads(line)
+            if msg["cmd"] == "stop":
+                break
+            reply = answer(msg)
+            if reply is not None:
+                print(reply if isinstance(reply, str) else json.dumps(reply), flush=True)
+        """))
+    return f"cmd:{sys.executable} {script}"
+
+
+def test_reference_served_over_the_protocol_passes(cases, tmp_path):
+    log = tmp_path / "log.jsonl"
+    impl = harness(tmp_path, f"""
+        with open({str(log)!r}, "a") as f:
+            f.write(json.dumps({{"request": msg}}) + "\\n")
+            reply = {{"ok": True, "implementation": {{"name": "served"}}}} if msg["cmd"] == "start" else handle(ref, msg)
+            f.write(json.dumps({{"reply": reply}}) + "\\n")
+        return reply
+    """)
+    adapter = load_adapter(impl)
+    try:
+        run = run_suite(adapter, cases, impl=impl)
+    finally:
+        close_adapter(adapter)
+    assert [o.status for o in run.outcomes] == ["pass"] * len(cases), [o.detail for o in run.outcomes]
+    requests = replies = 0
+    for line in log.read_text().splitlines():
+        entry = json.loads(line)
+        kind = "request" if "request" in entry else "reply"
+        jsonschema.Draft202012Validator({**SCHEMA, "oneOf": [{"$ref": f"#/$defs/{kind}"}]}).validate(entry[kind])
+        requests += kind == "request"
+        replies += kind == "reply"
+    assert requests == replies == len(cases) + 1
+    with pytest.raises(jsonschema.ValidationError):             # the schema is not vacuous
+        jsonschema.Draft202012Validator({**SCHEMA, "oneOf": [{"$ref": "#/$defs/request"}]}).validate(
+            {"cmd": "run", "seq": 1})
+    run_msgs = [json.loads(x)["request"] for x in log.read_text().splitlines() if '"request"' in x]
+    tensor = run_msgs[1]["inputs"]["x"]
+    raw = Path(tensor["path"]).read_bytes()[tensor["offset"]:]
+    assert len(raw) == tensor["nbytes"] == 8 * tensor["shape"][0]      # C can fseek/fread it
+
+
+def test_module_server_answers_start_and_stop(tmp_path):
+    adapter = CommandAdapter(f"{sys.executable} -m lite_llm.conformance.protocol reference")
+    assert adapter.name == "reference" and "route" in adapter.operations
+    adapter.close()
+    assert adapter.proc.returncode == 0
+
+
+@pytest.mark.parametrize("body, status, words", [
+    ('return "this is not json" if msg["cmd"] == "run" else {"ok": True}', "error", "not a JSON line"),
+    ('return {"seq": msg.get("seq", 0) + 5, "result": {}} if msg["cmd"] == "run" else {"ok": True}', "error",
+     "expected"),
+    ('return {"seq": msg["seq"], "skipped": {"reason": "no mix64 here"}} if msg["cmd"] == "run" else {"ok": True}',
+     "skip", "no mix64 here"),
+    ('return {"seq": msg["seq"], "errored": {"message": "out of memory"}} if msg["cmd"] == "run" else {"ok": True}',
+     "error", "out of memory"),
+    ('return {"seq": msg["seq"], "result": {"error": {"code": "E_SHAPE", "message": "no"}}} if msg["cmd"] == "run" '
+     'else {"ok": True}', "fail", "rejected the input with E_SHAPE"),
+    ('return {"seq": msg["seq"], "result": {}} if msg["cmd"] == "run" else {"ok": True}', "fail", "is missing"),
+    ('open(list(msg["outputs"].values())[0]["path"], "wb").write(b"123") if msg["cmd"] == "run" else None\n'
+     'return {"seq": msg["seq"], "result": {}} if msg["cmd"] == "run" else {"ok": True}', "error", "not a whole number"),
+    ('sys.exit(0) if msg["cmd"] == "run" else None\nreturn {"ok": True}', "error", "closed its stdout"),
+])
+def test_misbehaving_harness(body, status, words, cases, tmp_path):
+    impl = harness(tmp_path, body)
+    adapter = load_adapter(impl)
+    try:
+        run = run_suite(adapter, cases[:1], impl=impl)
+    finally:
+        close_adapter(adapter)
+    (o,) = run.outcomes
+    print(o.status, o.detail)
+    assert o.status == status and words in o.detail
+
+
+def test_an_error_case_passes_only_with_its_code(cases, tmp_path):
+    err = [c for c in cases if c.id == "routing/errors/shape-1d"]
+    for code, status in (("E_SHAPE", "pass"), ("E_DTYPE", "fail")):
+        impl = harness(tmp_path, f'return {{"seq": msg["seq"], "result": {{"error": {{"code": "{code}"}}}}}} '
+                                 f'if msg["cmd"] == "run" else {{"ok": True}}')
+        adapter = load_adapter(impl)
+        try:
+            (o,) = run_suite(adapter, err, impl=impl).outcomes
+        finally:
+            close_adapter(adapter)
+        assert o.status == status, o.detail
+
+
+def test_harness_that_refuses_to_start(tmp_path):
+    impl = harness(tmp_path, 'return {"ok": False, "message": "GPU not found"}')
+    with pytest.raises(RuntimeError, match="GPU not found"):
+        load_adapter(impl)
+
+
+def test_silent_harness_times_out_and_is_killed_at_stop(cases, tmp_path):
+    script = tmp_path / "silent.py"
+    script.write_text("import sys, time, json\nprint(json.dumps({'ok': True}), flush=True)\n"
+                      "sys.stdin.readline()\ntime.sleep(60)\n")
+    adapter = CommandAdapter(f"{sys.executable} {script}", timeout_s=0.5, stop_timeout_s=0.5)
+    (o,) = run_suite(adapter, cases[:1]).outcomes
+    adapter.close()
+    assert o.status == "error" and "no reply within" in o.detail
+    assert adapter.proc.returncode is not None
