@@ -1,1 +1,41 @@
-"""optimized"""
+"""The optimized PyTorch implementation of Lite LLM (``lite_llm.optimized``): CPU and CUDA, Triton
+kernels on CUDA. Written from the spec text; it never imports ``lite_llm.reference``. Routing, the
+MoE combine, the embedding lookup and the greedy choice are bit-exact with the spec (and so with the
+reference) on every device; the floating-point parts of the model meet MODEL-4.3.
+
+Operations offered (OVW-1.3) and their entry points:
+
+Router (HSER chapter)
+  ``router.load_router(cfg, weights, layer=0, device="cpu") -> QuantizedRouter``
+      ``weights``: the flat checkpoint dict name -> array/tensor (``layers.{l}.tiers.{NAME}.router_tier``
+      (d,), ``.router_group`` (G, d), ``.router_expert`` (G, E, d), INIT-2.1); quantized once (HSER-2.6);
+      E_WEIGHTS for a missing, misshapen, non-binary32 or non-finite tensor (HSER-1.4).
+  ``router.route(h, qrouter, tiers, seed=None, backend="auto") -> RouteResult``
+      h (T, d) float16/bfloat16/float32/float64, torch or numpy; ``tiers`` names or ids; backend
+      "auto" = Triton kernels on CUDA, torch elsewhere; "torch" or "triton" to force one. The record
+      has the HSER-9.3 fields as torch tensors (``tier``, ``group``, ``expert``, ``gate``, ``count``,
+      ``tier_probs``, ``chosen_tiers``, ``group_probs``, ``chosen_groups``, ``expert_probs``) and
+      ``tier_set``; ``.to_numpy()`` gives them as a dict of numpy arrays.
+  ``triton_router.route_flat(h, rows, key_ranks, k) -> FlatResult(probs, chosen)``: one exact level
+      over every row of a ``router.QuantizedRows`` (a flat MoE router), one fused kernel (CUDA).
+Pieces (each bit-exact with its clause; tensors on any device)
+  ``validate.hidden_as_float32`` (HSER-1), ``quantize.quantize_rows / dequant_scale / split_limbs``
+  (HSER-2), ``logits.exact_dot / logits`` (HSER-3), ``seeds.mix64 / level_seed / tie_keys / ordered``
+  (HSER-4; 64-bit words live in int64 tensors with the same bits, ``ordered`` makes signed order the
+  unsigned order), ``ranking.top_k`` (HSER-5; keys in ``ordered`` form), ``cexp.canonical_exp``,
+  ``softmax.tree_sum / softmax`` (HSER-6), ``router.renormalise`` and ``router.active_set`` (HSER-8,
+  HSER-9).
+Model (MODEL chapter), binary32
+  ``moe.moe_layer(cfg, weights, layer, x, tiers, seed=None) -> (out (N, d), RouteResult)``;
+  ``moe.combine(gate, count, y)`` (MODEL-3.3, exact); ``model.load_model(cfg, weights, tiers, device)``
+  and ``model.forward(cfg, weights_or_model, tokens, tiers, seed=None, device="cpu") -> ModelOutput``
+  (logits, routes, router_inputs, moe_outputs); ``generate.generate(cfg, weights, prompt, n, tiers,
+  seed=None)`` and ``generate.greedy_token(logits)`` (MODEL-5).
+Checkpoints (CKPT chapter, reading)
+  ``checkpoint.load_checkpoint(path, tiers=None, verify=True, device="cpu") -> (cfg, tensors)``:
+  opens only the manifest, the dense shard and the TierSet's shards, with the CKPT-5.4 checks.
+CUDA kernels: ``triton_router`` (quantize + level 1 fused, bucketed levels 2 and 3, gates and
+active set) and ``triton_moe`` (grouped GEMMs for the SwiGLU experts, exact combine).
+Not offered: the auxiliary loss (AUX), TierSet selection (SEL), parameter accounting, writing and
+expanding checkpoints; use ``lite_llm.reference`` for those.
+"""

@@ -1,0 +1,45 @@
+"""Symmetric absmax quantization of rows to exact integers, on torch tensors (HSER-2.1 .. HSER-2.6).
+
+Every step is one correctly rounded binary32 (or binary64) operation that torch performs
+elementwise without fusing, on the CPU and on CUDA. Divisions always take a tensor divisor on the
+same device: on CUDA, torch turns division by a CPU scalar into a multiplication by its reciprocal,
+which is not the correctly rounded quotient.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def quant_max(limbs: int) -> int:
+    """127 * 128**(limbs-1): the largest |Q| of a quantized row (HSER-2.3)."""
+    return 127 * 128 ** (limbs - 1)
+
+
+def quantize_rows(x: torch.Tensor, limbs: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Quantize each row of binary32 x (n, d) to integers Q (n, d) int32 and return (Q, absmax (n,)).
+
+    HSER-2.1  a = max_i |x_i| (exact: it is one of the magnitudes).
+    HSER-2.2  a row with a = 0 quantizes to zeros.
+    HSER-2.3  y_i = (x_i / a) * 127 in binary32 (a division, then a multiplication), and
+              Q_i = round_half_even(y_i * 2**(7 * (limbs - 1))) (exact scaling, then rounding).
+    """
+    a = x.abs().amax(dim=1) if x.shape[1] else x.new_zeros(x.shape[0])          # (n,) float32
+    safe = torch.where(a == 0, torch.ones_like(a), a)[:, None]                   # (n, 1) tensor divisor
+    y = (x / safe) * 127.0                                                        # (n, d) two roundings
+    q = torch.round(y * float(2 ** (7 * (limbs - 1))))                            # half to even (torch.round)
+    return q.to(torch.int32), a
+
+
+def dequant_scale(absmax: torch.Tensor, limbs: int) -> torch.Tensor:
+    """scale = binary64(a) / (127 * 128**(limbs-1)), one correctly rounded binary64 division (HSER-2.5)."""
+    a = absmax.to(torch.float64)
+    return a / torch.full_like(a, float(quant_max(limbs)))
+
+
+def split_limbs(q: torch.Tensor, limbs: int) -> tuple[torch.Tensor, ...]:
+    """int8 limbs of Q: (Q,) for one limb; (hi, lo) with Q = 128 * hi + lo, |lo| <= 64 for two (HSER-2.4)."""
+    if limbs == 1:
+        return (q.to(torch.int8),)
+    hi = torch.round(q.to(torch.float32) * (1.0 / 128.0))        # exact: |Q| < 2**14 and the factor is a power of two
+    lo = q - 128 * hi.to(q.dtype)
+    return hi.to(torch.int8), lo.to(torch.int8)

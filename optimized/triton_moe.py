@@ -1,0 +1,212 @@
+"""Triton kernels of the MoE block on CUDA: grouped GEMMs for the SwiGLU experts and the exact combine.
+
+Token-slots are sorted by expert and cut into blocks of BLOCK_M slots of one expert
+(``triton_router.bucket_blocks``, as ``moe_align_block_size`` does for vLLM's fused MoE):
+
+``_gate_up_kernel``  per (block, BLOCK_N columns of d_ff): gathers the block's token rows, multiplies
+    by the expert's W_gate and W_up (two accumulators, fp32) and writes silu(gate) * up (MODEL-3.2).
+``_down_kernel``     per (block, BLOCK_N columns of d): multiplies by W_down and writes each slot's
+    expert output y to its own row (slot order), so no two programs write one element.
+``_combine_kernel``  per token: c_k = gate_k * y_k for the active slots, -0.0 for padding, and the
+    canonical tree over the K slots (MODEL-3.3), compiled without FMA contraction: exact given y.
+
+The experts are floating point (MODEL-4.2); their tile shapes are fixed whatever the batch, with
+no split over the reduction, so a token's expert output does not depend on the other tokens
+(MODEL-3.5). binary32 inputs use ``input_precision="ieee"`` (no TF32, MODEL-4.3); bfloat16 inputs
+(benchmarks) use the tensor cores with fp32 accumulation.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .triton_router import _pow2, _tree_sum, bucket_blocks
+
+GEMM_CONFIG = {   # per input dtype: tile shape and launch options (the benchmarks time others)
+    torch.float32: dict(BLOCK_M=32, BLOCK_N=32, BLOCK_K=32, num_warps=4, num_stages=2),
+    torch.bfloat16: dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=64, num_warps=8, num_stages=3),
+}
+GEMM_CHOICES = [dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=64, num_warps=8, num_stages=3),
+                dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, num_warps=8, num_stages=3),
+                dict(BLOCK_M=64, BLOCK_N=128, BLOCK_K=64, num_warps=4, num_stages=4),
+                dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=128, num_warps=8, num_stages=2)]
+
+
+@triton.jit
+def _gate_up_kernel(x_ptr, d, wg_ptr, wu_ptr, f, h_ptr, slots_per_token,
+                    order_ptr, blk_first_ptr, blk_count_ptr, blk_mat_ptr,
+                    IEEE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    """h[p, n] = silu(x_tok . W_gate[e, n]) * (x_tok . W_up[e, n]) for the slots p of one expert block."""
+    pid_m = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    e = tl.load(blk_mat_ptr + pid_m)
+    if e >= 0:
+        first = tl.load(blk_first_ptr + pid_m)
+        count = tl.load(blk_count_ptr + pid_m)
+        i = tl.arange(0, BLOCK_M)
+        mmask = i < count
+        slot = tl.load(order_ptr + first + i, mask=mmask, other=0).to(tl.int64)
+        tok = slot // slots_per_token
+        cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+        nmask = cols < f
+        kk = tl.arange(0, BLOCK_K)
+        w_base = e.to(tl.int64) * f * d
+        acc_g = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
+        acc_u = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
+        for k0 in range(0, d, BLOCK_K):
+            k = k0 + kk
+            kmask = k < d
+            a = tl.load(x_ptr + tok[:, None] * d + k[None, :], mask=mmask[:, None] & kmask[None, :], other=0.0)
+            w_off = w_base + cols[None, :].to(tl.int64) * d + k[:, None]                       # (K, N)
+            wm = kmask[:, None] & nmask[None, :]
+            wg = tl.load(wg_ptr + w_off, mask=wm, other=0.0)
+            wu = tl.load(wu_ptr + w_off, mask=wm, other=0.0)
+            if IEEE:
+                acc_g = tl.dot(a, wg, acc_g, input_precision="ieee")
+                acc_u = tl.dot(a, wu, acc_u, input_precision="ieee")
+            else:
+                acc_g = tl.dot(a, wg, acc_g)
+                acc_u = tl.dot(a, wu, acc_u)
+        hid = acc_g / (1.0 + tl.exp(-acc_g)) * acc_u                                          # silu(g) * u
+        p = (first + i).to(tl.int64)
+        tl.store(h_ptr + p[:, None] * f + cols[None, :], hid.to(h_ptr.dtype.element_ty),
+                 mask=mmask[:, None] & nmask[None, :])
+
+
+@triton.jit
+def _down_kernel(h_ptr, f, wd_ptr, d, y_ptr,
+                 order_ptr, blk_first_ptr, blk_count_ptr, blk_mat_ptr,
+                 IEEE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    """y[slot, n] = h[p] . W_down[e, n] for the slots of one expert block, written in slot order."""
+    pid_m = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    e = tl.load(blk_mat_ptr + pid_m)
+    if e >= 0:
+        first = tl.load(blk_first_ptr + pid_m)
+        count = tl.load(blk_count_ptr + pid_m)
+        i = tl.arange(0, BLOCK_M)
+        mmask = i < count
+        p = (first + i).to(tl.int64)
+        cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+        nmask = cols < d
+        kk = tl.arange(0, BLOCK_K)
+        w_base = e.to(tl.int64) * d * f
+        acc = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
+        for k0 in range(0, f, BLOCK_K):
+            k = k0 + kk
+            kmask = k < f
+            a = tl.load(h_ptr + p[:, None] * f + k[None, :], mask=mmask[:, None] & kmask[None, :], other=0.0)
+            w = tl.load(wd_ptr + w_base + cols[None, :].to(tl.int64) * f + k[:, None],
+                        mask=kmask[:, None] & nmask[None, :], other=0.0)
+            if IEEE:
+                acc = tl.dot(a, w, acc, input_precision="ieee")
+            else:
+                acc = tl.dot(a, w, acc)
+        slot = tl.load(order_ptr + p, mask=mmask, other=0).to(tl.int64)
+        tl.store(y_ptr + slot[:, None] * d + cols[None, :], acc.to(y_ptr.dtype.element_ty),
+                 mask=mmask[:, None] & nmask[None, :])
+
+
+@triton.jit
+def _combine_kernel(y_ptr, gate_ptr, count_ptr, out_ptr, N, d,
+                    K: tl.constexpr, KP: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
+                    BD: tl.constexpr):
+    """out[n, j] = tree_sum_k(c[n, k, j]), c = gate * y (active) or -0.0 (padding) (MODEL-3.3).
+
+    y (N, K, d) in the working precision (bf16 is widened exactly to fp32); gate (N, K) fp32;
+    KP = K rounded up to a power of two; BD = BLOCK_T * BLOCK_D. Needs enable_fp_fusion=False.
+    """
+    n = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+    j = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    k = tl.arange(0, KP)
+    n64 = n.to(tl.int64)
+    nmask = n < N
+    cnt = tl.load(count_ptr + n, mask=nmask, other=0)
+    active = (k[None, :] < cnt[:, None]) & (k[None, :] < K) & nmask[:, None]                  # (B, KP)
+    g = tl.load(gate_ptr + n64[:, None] * K + k[None, :], mask=active, other=0.0)             # (B, KP)
+    m3 = active[:, None, :] & (j < d)[None, :, None]
+    y = tl.load(y_ptr + (n64[:, None, None] * K + k[None, None, :]) * d + j[None, :, None], mask=m3, other=0.0)
+    c = g[:, None, :] * y.to(tl.float32)                                                       # (B, D, KP)
+    c = tl.where(m3, c, -0.0)
+    s = tl.reshape(_tree_sum(tl.reshape(c, (BD, KP)), BD, KP), (BLOCK_T, BLOCK_D))
+    tl.store(out_ptr + n64[:, None] * d + j[None, :], s.to(out_ptr.dtype.element_ty),
+             mask=nmask[:, None] & (j < d)[None, :])
+
+
+_gate_up_kernel.exact_arithmetic = False      # floating-point parts (MODEL-4.2): FMA and exp allowed
+_down_kernel.exact_arithmetic = False
+
+
+def combine_triton(gate: torch.Tensor, count: torch.Tensor, y: torch.Tensor, out_dtype=None) -> torch.Tensor:
+    """The exact combine of MODEL-3.3 in one kernel: (N, d) from gate (N, K), count (N,), y (N, K, d)."""
+    N, K, d = y.shape
+    out = torch.empty((N, d), dtype=out_dtype or (torch.float32 if y.dtype != torch.float64 else y.dtype),
+                      device=y.device)
+    if N == 0:
+        return out
+    KP = _pow2(K)
+    block_t, block_d = 4, max(16, min(128, 1024 // KP))
+    grid = (triton.cdiv(N, block_t), triton.cdiv(d, block_d))
+    _combine_kernel[grid](y.contiguous(), gate.contiguous(), count.contiguous(), out, N, d, K=K, KP=KP,
+                          BLOCK_T=block_t, BLOCK_D=block_d, BD=block_t * block_d, num_warps=4, enable_fp_fusion=False)
+    return out
+
+
+def grouped_swiglu(x: torch.Tensor, expert_of_slot: torch.Tensor, slots_per_token: int, w_gate: torch.Tensor,
+                   w_up: torch.Tensor, w_down: torch.Tensor, config: dict | None = None) -> torch.Tensor:
+    """y (n_slots, d): expert ``expert_of_slot[s]`` (or none, -1) applied to token s // slots_per_token.
+
+    x (N, d); w_gate, w_up (n_experts, d_ff, d); w_down (n_experts, d, d_ff), all of one dtype.
+    Slots without an expert are left zero.
+    """
+    cfg = {**GEMM_CONFIG.get(x.dtype, GEMM_CONFIG[torch.bfloat16]), **(config or {})}
+    n_exp, f, d = w_gate.shape
+    n_slots = expert_of_slot.numel()
+    y = torch.zeros((n_slots, d), dtype=x.dtype, device=x.device)
+    if n_slots == 0:
+        return y
+    order, first, count, block_mat = bucket_blocks(expert_of_slot.long(), n_exp, cfg["BLOCK_M"])
+    h = torch.empty((n_slots, f), dtype=x.dtype, device=x.device)
+    ieee = x.dtype == torch.float32
+    tiles = dict(IEEE=ieee, BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"],
+                 num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+    nb = block_mat.numel()
+    _gate_up_kernel[(nb, triton.cdiv(f, cfg["BLOCK_N"]))](x, d, w_gate, w_up, f, h, slots_per_token,
+                                                          order, first, count, block_mat, **tiles)
+    _down_kernel[(nb, triton.cdiv(d, cfg["BLOCK_N"]))](h, f, w_down, d, y, order, first, count, block_mat, **tiles)
+    return y
+
+
+def expert_outputs_triton(moe, x: torch.Tensor, r) -> torch.Tensor:
+    """y (N, K, d) of an ``moe.MoELayer`` with the grouped-GEMM kernels, tier by tier."""
+    N, K = r.gate.shape
+    d = x.shape[1]
+    y = torch.zeros((N * K, d), dtype=x.dtype, device=x.device)
+    for t, bank in moe.experts.items():
+        mine = r.tier.reshape(-1) == t                                                       # (N K,)
+        e = torch.where(mine, r.group.reshape(-1).long() * bank.experts_per_group + r.expert.reshape(-1).long(), -1)
+        y = torch.where(mine[:, None], grouped_swiglu(x.contiguous(), e, K, bank.w_gate, bank.w_up, bank.w_down), y)
+    return y.view(N, K, d)
+
+
+def AOT_CASES():
+    """Representative compilations for tests/optimized/test_triton_compile.py (sm_90, no GPU)."""
+    gu = {"x_ptr": "*bf16", "d": "i32", "wg_ptr": "*bf16", "wu_ptr": "*bf16", "f": "i32", "h_ptr": "*bf16",
+          "slots_per_token": "i32", "order_ptr": "*i32", "blk_first_ptr": "*i32", "blk_count_ptr": "*i32",
+          "blk_mat_ptr": "*i32"}
+    dn = {"h_ptr": "*bf16", "f": "i32", "wd_ptr": "*bf16", "d": "i32", "y_ptr": "*bf16", "order_ptr": "*i32",
+          "blk_first_ptr": "*i32", "blk_count_ptr": "*i32", "blk_mat_ptr": "*i32"}
+    cb = {"y_ptr": "*bf16", "gate_ptr": "*fp32", "count_ptr": "*i32", "out_ptr": "*fp32", "N": "i32", "d": "i32"}
+    f32 = {k: v.replace("bf16", "fp32") for k, v in gu.items()}
+    cases = []
+    for c in GEMM_CHOICES[:2]:
+        tiles = dict(IEEE=False, BLOCK_M=c["BLOCK_M"], BLOCK_N=c["BLOCK_N"], BLOCK_K=c["BLOCK_K"])
+        opts = dict(num_warps=c["num_warps"], num_stages=c["num_stages"])
+        cases += [(_gate_up_kernel, gu, tiles, opts), (_down_kernel, dn, tiles, opts)]
+    cases.append((_gate_up_kernel, f32, dict(IEEE=True, BLOCK_M=32, BLOCK_N=32, BLOCK_K=32), dict(num_warps=4)))
+    for K in (1, 4, 6):
+        KP = _pow2(K)
+        bd = max(16, min(128, 1024 // KP))
+        cases.append((_combine_kernel, cb, dict(K=K, KP=KP, BLOCK_T=4, BLOCK_D=bd, BD=4 * bd), dict(num_warps=4)))
+    return cases

@@ -1,0 +1,205 @@
+"""The torch building blocks of the optimized router against the NumPy reference, bit for bit:
+mix64 and keys (HSER-4), quantization (HSER-2), exact logits (HSER-3), top-k (HSER-5), canonical exp,
+tree sum and softmax (HSER-6)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from lite_llm.optimized import cexp as ocexp
+from lite_llm.optimized import seeds as oseeds
+from lite_llm.optimized.logits import exact_dot, logits
+from lite_llm.optimized.quantize import dequant_scale, quantize_rows, split_limbs
+from lite_llm.optimized.ranking import top_k
+from lite_llm.optimized.softmax import softmax, tree_sum
+from lite_llm.reference import cexp as rcexp
+from lite_llm.reference import logits as rlogits
+from lite_llm.reference import quantize as rquant
+from lite_llm.reference import ranking as rrank
+from lite_llm.reference import seeds as rseeds
+from lite_llm.reference import softmax as rsoft
+from tests.optimized.common import DEVICES, assert_bits
+
+finite32 = st.floats(width=32, allow_nan=False, allow_infinity=False)
+words = st.integers(0, 2 ** 64 - 1)
+
+
+def t(a, device):
+    return torch.from_numpy(np.array(a)).to(device)
+
+
+# --- HSER-4: words in int64 tensors -------------------------------------------------------------
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_mix64_on_int64_equals_unsigned_words(device):
+    """HSER-4.3: wrapping int64 multiplies and masked shifts give the SplitMix64 finalizer's bits."""
+    rng = np.random.default_rng(0)
+    w = np.concatenate([rng.integers(0, 2 ** 64, 4000, dtype=np.uint64),
+                        np.array([0, 1, 2 ** 63, 2 ** 63 - 1, 2 ** 64 - 1, 0x9E3779B97F4A7C15], np.uint64)])
+    got = oseeds.mix64(t(w.view(np.int64), device)).cpu().numpy().view(np.uint64)
+    assert_bits(got, rseeds.mix64_array(w), "mix64")
+    assert all(oseeds.mix64_int(int(x)) == rseeds.mix64(int(x)) for x in w[:200])
+
+
+@given(words, st.integers(1, 3), st.integers(0, 2 ** 16 - 1), st.integers(0, 2 ** 32 - 1))
+def test_level_seeds_and_keys(seed, level, tier, group):
+    """HSER-4.2 .. HSER-4.5: level seeds, group seeds of level 3 and tie keys equal the reference's."""
+    tier, group = (0, 0) if level == 1 else (tier, 0 if level == 2 else group)
+    s = oseeds.level_seed(seed, level, tier, group)
+    assert s == rseeds.level_seed(seed, level, tier, group)
+    keys = oseeds.tie_keys(torch.tensor(oseeds.as_signed(s)), 37).numpy().view(np.uint64)
+    assert_bits(keys, rseeds.tie_keys(s, 37), "tie keys")
+    g0 = group & ~7
+    many = oseeds.group_level_seeds(seed, tier, g0 + 8, first=g0).numpy().view(np.uint64)
+    assert [int(v) for v in many] == [rseeds.level_seed(seed, 3, tier, g) for g in range(g0, g0 + 8)]
+
+
+def test_ordered_keys_compare_as_unsigned():
+    w = np.array([0, 1, 2 ** 63 - 1, 2 ** 63, 2 ** 64 - 1], np.uint64)
+    o = oseeds.ordered(torch.from_numpy(w.view(np.int64)))
+    assert torch.equal(torch.argsort(o), torch.arange(5))
+
+
+# --- HSER-2: quantization -------------------------------------------------------------------------
+
+def extreme_rows() -> np.ndarray:
+    sub = np.float32(2.0 ** -149)
+    rows = [
+        [3.4028235e38, -1.7e38, 1.0, -3.4028235e38, 0.0, 5e-45, 1e-30, 2.5],
+        [1 * sub, -2 * sub, 0, 3 * sub, 7 * sub, -7 * sub, sub, 0],          # subnormals only
+        [0, 0, -0.0, 0, 0, 0, 0, 0],                                          # zero row
+        [1.1754944e-38, -1.1754942e-38, 2e-39, 1e-45, 0, 0, 1, 1],           # normal/subnormal boundary
+        [1, -1, 0.5, -0.5, 0.25 + 2 ** -24, 1 / 254, 1 / 256, -1 / 254],    # halfway cases of y * 128
+        [127.5, 1, 2, 3, 4, 5, 6, 7],
+        [65504, -65504, 6.1e-5, -6e-8, 1, 2, 3, 4],
+    ]
+    rng = np.random.default_rng(7)
+    rand = rng.standard_normal((20, 8)) * 10.0 ** rng.integers(-40, 38, (20, 1))
+    return np.concatenate([np.array(rows, np.float32), rand.astype(np.float32)])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("limbs", [1, 2])
+def test_quantize_extremes_equal_reference(device, limbs):
+    """HSER-2.1 .. HSER-2.5 at the largest, smallest, subnormal and halfway inputs."""
+    x = extreme_rows()
+    q, a = quantize_rows(t(x, device), limbs)
+    rq, ra = rquant.quantize_rows(x, limbs)
+    assert_bits(q.cpu().numpy().astype(np.int64), rq, "Q")
+    assert_bits(a, ra, "absmax")
+    assert_bits(dequant_scale(a, limbs), rquant.dequant_scale(ra, limbs), "scale")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@given(x=hnp.arrays(np.float32, st.tuples(st.integers(1, 6), st.integers(1, 33)), elements=finite32),
+       limbs=st.sampled_from([1, 2]))
+def test_quantize_random_equal_reference(device, x, limbs):
+    q, a = quantize_rows(t(x, device), limbs)
+    rq, ra = rquant.quantize_rows(x, limbs)
+    assert_bits(q.cpu().numpy().astype(np.int64), rq, "Q")
+    assert_bits(dequant_scale(a, limbs), rquant.dequant_scale(ra, limbs), "scale")
+
+
+def test_split_limbs_reassemble_every_value():
+    """HSER-2.4: Q = 128 hi + lo with int8 limbs, |lo| <= 64, for every Q of two limbs."""
+    q = torch.arange(-16256, 16257, dtype=torch.int32)
+    hi, lo = split_limbs(q, 2)
+    assert hi.dtype == lo.dtype == torch.int8
+    assert torch.equal(128 * hi.to(torch.int32) + lo.to(torch.int32), q)
+    assert int(lo.abs().max()) <= 64 and int(hi.abs().max()) <= 127
+    (one,) = split_limbs(torch.arange(-127, 128, dtype=torch.int32), 1)
+    assert torch.equal(one.to(torch.int32), torch.arange(-127, 128, dtype=torch.int32))
+
+
+# --- HSER-3: exact logits -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("lx,lw", [(1, 1), (1, 2), (2, 1), (2, 2)])
+def test_exact_logits_at_the_bound(device, lx, lw):
+    """HSER-3.1 .. HSER-3.3: the largest |acc| (d = 2**17, every Q at its bound) is exact, and the
+    binary64 scaling equals the reference's, for every limb combination."""
+    d = 1 << 17
+    qmx, qmw = 127 * 128 ** (lx - 1), 127 * 128 ** (lw - 1)
+    qx = torch.full((2, d), qmx, dtype=torch.int32, device=device)
+    qx[1, ::2] = -qmx
+    qw = torch.full((3, d), qmw, dtype=torch.int32, device=device)
+    qw[1] = -qmw
+    qw[2, 1::3] = -qmw + 1
+    acc = exact_dot(qx, qw)
+    want = rlogits.exact_dot(qx.cpu().numpy(), qw.cpu().numpy())
+    assert_bits(acc.to(torch.int64), want, "acc")
+    assert int(acc.abs().max()) == d * qmx * qmw
+    sx = torch.tensor([1e-30, 3e38], dtype=torch.float64, device=device)
+    sw = torch.tensor([1e-40, 7.0, 2.0 ** -140], dtype=torch.float64, device=device)
+    assert_bits(logits(acc, sx, sw), rlogits.logits(want, sx.cpu().numpy(), sw.cpu().numpy()), "z")
+
+
+# --- HSER-5: ranking --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("device", DEVICES)
+@given(seed=words, n=st.integers(1, 40), k=st.integers(1, 8), distinct=st.integers(1, 4))
+def test_top_k_with_ties_equals_reference(device, seed, n, k, distinct):
+    """HSER-5.1 .. HSER-5.3: logits with few distinct values (many ties, +-0.0), any seed."""
+    rng = np.random.default_rng(seed % 2 ** 32)
+    vals = np.array([0.0, -0.0, 1.5, -2.0, 1e300, -1e-300][: distinct + 2])
+    z = rng.choice(vals, size=(6, n))
+    keys = rseeds.tie_keys(seed, n)
+    want = rrank.top_k(z, keys, k)
+    got = top_k(t(z, device), oseeds.ordered(t(keys.view(np.int64), device)), k)
+    padded = np.full((6, k), -1, np.int64)
+    padded[:, : want.shape[1]] = want
+    assert_bits(got, padded, "top-k")
+
+
+# --- HSER-6: canonical exp, tree sum, softmax ---------------------------------------------------------
+
+def exp_inputs() -> np.ndarray:
+    rng = np.random.default_rng(3)
+    special = np.array([0.0, -0.0, -87.0, np.nextafter(np.float32(-87), np.float32(0)),
+                        np.nextafter(np.float32(-87), np.float32(-100)), -1e-45, -1e-38, -0.5, -0.34657359,
+                        -0.34657362, -1.0, -86.99999, -100.0, -3.4e38, -np.inf], np.float32)
+    grid = -np.linspace(0, 88, 200001).astype(np.float32)
+    rand = (-np.abs(rng.standard_normal(50000)) * 10.0 ** rng.uniform(-8, 2, 50000)).astype(np.float32)
+    return np.concatenate([special, grid, rand])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_canonical_exp_equals_reference(device):
+    """HSER-6.1 .. HSER-6.3 on 250,000 inputs including the flush threshold, -0.0, subnormals, -inf."""
+    x = exp_inputs()
+    assert_bits(ocexp.canonical_exp(t(x, device)), rcexp.canonical_exp(x), "canonical_exp")
+
+
+def test_exp_constants_are_the_spec_bit_patterns():
+    """HSER-6.3: the torch and Triton constants are the binary32 values of the listed bit patterns."""
+    assert [np.float32(c) for c in ocexp.EXP_COEFFS] == list(rcexp.EXP_COEFFS)
+    assert (np.float32(ocexp.LOG2E), np.float32(ocexp.LN2_HI), np.float32(ocexp.LN2_LO)) == \
+        (rcexp.LOG2E, rcexp.LN2_HI, rcexp.LN2_LO)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@given(v=hnp.arrays(np.float32, st.tuples(st.integers(1, 4), st.integers(1, 70)),
+                    elements=st.one_of(finite32, st.sampled_from([0.0, -0.0, 1e38, -1e38]))))
+def test_tree_sum_equals_reference(device, v):
+    """HSER-6.5: padded pairwise tree, including -0.0 results and overflow to infinity."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        want = rsoft.tree_sum(v)
+    assert_bits(tree_sum(t(v, device)), want, "tree_sum")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@given(z=hnp.arrays(np.float64, st.tuples(st.integers(1, 5), st.integers(1, 40)),
+                    elements=st.one_of(st.floats(-1e300, 1e300), st.sampled_from([0.0, -0.0, 87.0, -87.0, 1.0]))),
+       pad=st.integers(0, 9))
+def test_softmax_equals_reference_with_padding(device, z, pad):
+    """HSER-6.6: any binary64 logits; padding columns change no bit and come out +0.0."""
+    want = rsoft.softmax(z)
+    zp = np.concatenate([z, np.full((z.shape[0], pad), 12345.0)], axis=1)
+    valid = np.arange(zp.shape[1])[None, :] < z.shape[1]
+    got = softmax(t(zp, device), t(np.broadcast_to(valid, zp.shape), device))
+    assert_bits(got[:, : z.shape[1]], want, "softmax")
+    assert_bits(got[:, z.shape[1]:], np.zeros((z.shape[0], pad), np.float32), "padding")
