@@ -103,6 +103,16 @@ def config_schema() -> dict:
     return json.loads(resources.files(__package__).joinpath("schemas/config.schema.json").read_text())
 
 
+@lru_cache(maxsize=None)
+def config_validator():
+    """A compiled validator of the config schema (checking the schema itself once, not per config)."""
+    import jsonschema
+
+    cls = jsonschema.validators.validator_for(config_schema())
+    cls.check_schema(config_schema())
+    return cls(config_schema())
+
+
 def parse_seed(value) -> int:
     """A seed as an int in [0, 2**64) (HSER-4.1), else SeedError.
 
@@ -136,7 +146,7 @@ def config_from_dict(d: dict) -> ModelConfig:
     import jsonschema
 
     try:
-        jsonschema.validate(d, config_schema())
+        config_validator().validate(d)
     except jsonschema.ValidationError as e:
         where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
         raise ConfigError(f"config field {where}: {e.message}") from None
