@@ -49,3 +49,19 @@ def test_console_script_runs():
     out = subprocess.run([sys.executable, "-m", "lite_llm.cli", "spec", "clauses", "OVW-1.1"],
                          capture_output=True, text=True, check=True).stdout
     assert "RFC 2119" in out
+
+
+def test_budget_tierset_from_a_file(tmp_path, capsys):
+    """TIER-3.4, SEL-2.4: --tierset budget:FILE routes with the exact budget-constrained TierSet."""
+    from lite_llm.configs import resolve_config
+    from lite_llm.reference.selection import select_budget
+
+    spec = {"utility": [1.0, 3.0, 2.0], "latency": [1.0, 2.0, 2.0], "memory": [1.0, 1.0, 1.0], "tau": 3.0, "mu": None}
+    (tmp_path / "b.json").write_text(json.dumps(spec))
+    chosen = select_budget(spec["utility"], spec["latency"], spec["memory"], 3.0, float("inf"))
+    names = [resolve_config("tiny").tiers[t].name for t in chosen]
+    assert main(["route", "--random", "2", "--tierset", f"budget:{tmp_path / 'b.json'}"]) == 0
+    assert f"TierSet {{{', '.join(names)}}}" in capsys.readouterr().out
+    (tmp_path / "tight.json").write_text(json.dumps({**spec, "tau": 0.5}))
+    assert main(["route", "--tierset", f"budget:{tmp_path / 'tight.json'}"]) == 2
+    assert "E_BUDGET" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import json
 from lite_llm.configs import resolve_config
 from lite_llm.spec.config import parse_seed
 from lite_llm.spec.errors import ConfigError, TokenError
-from lite_llm.spec.tierset import parse_tier_set
+from lite_llm.commands.tierset_arg import HELP as TIERSET_HELP, resolve_tier_set
 
 
 def add_parser(sub) -> None:
@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
                                    "(INIT chapter). Prints the new tokens, comma-separated.")
     p.add_argument("--prompt", required=True, help="token ids, comma-separated, e.g. 1,2,3")
     p.add_argument("--max-new", type=int, default=8, help="number of tokens to generate (default 8)")
-    p.add_argument("--tierset", default="all", help="all | exclusive:NAME | cumulative:NAME | a,b,c (default all)")
+    p.add_argument("--tierset", default="all", help=TIERSET_HELP)
     p.add_argument("--seed", default=None, help="routing seed s (default: the config's)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", metavar="DIR", help="load config and weights from this checkpoint (CKPT chapter)")
@@ -41,15 +41,16 @@ def run(args) -> int:
     if args.checkpoint:
         if args.config is not None:
             raise ConfigError("give --config or --checkpoint, not both: a checkpoint carries its own config")
-        from lite_llm.reference.checkpoint import load_checkpoint
+        from lite_llm.reference.checkpoint import load_checkpoint, read_manifest
 
-        cfg, weights = load_checkpoint(args.checkpoint, args.tierset)   # reads only the TierSet's shards
+        tiers = resolve_tier_set(read_manifest(args.checkpoint).cfg, args.tierset)
+        cfg, weights = load_checkpoint(args.checkpoint, tiers)          # reads only the TierSet's shards
     else:
         from lite_llm.reference.weights import init_model_weights
 
         cfg = resolve_config(args.config or "tiny")
         weights = init_model_weights(cfg, parse_seed(args.weights_seed or "0"))
-    tiers = parse_tier_set(cfg, args.tierset)
+    tiers = resolve_tier_set(cfg, args.tierset)
     prompt = parse_prompt(args.prompt)
     seed = None if args.seed is None else parse_seed(args.seed)
     new = generate(cfg, weights, prompt, args.max_new, tiers, seed=seed)

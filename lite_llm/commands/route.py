@@ -5,7 +5,7 @@ import numpy as np
 
 from lite_llm.configs import resolve_config
 from lite_llm.spec.config import parse_seed
-from lite_llm.spec.tierset import parse_tier_set
+from lite_llm.commands.tierset_arg import HELP as TIERSET_HELP, resolve_tier_set
 
 
 def add_parser(sub) -> None:
@@ -19,7 +19,7 @@ def add_parser(sub) -> None:
     p.add_argument("--input-seed", type=int, default=0, help="seed of the random hidden states")
     p.add_argument("--weights-seed", default="0", help="seed of the deterministic router weights (INIT chapter)")
     p.add_argument("--layer", type=int, default=0, help="which layer's router weights to initialise")
-    p.add_argument("--tierset", default="all", help="all | exclusive:NAME | cumulative:NAME | a,b,c (default all)")
+    p.add_argument("--tierset", default="all", help=TIERSET_HELP)
     p.add_argument("--seed", default=None, help="routing seed s (default: the config's)")
     p.add_argument("--out", metavar="FILE.npz", help="save the full routing record (HSER-9.3) to this file")
     p.add_argument("--show", type=int, default=16, help="print at most this many tokens (default 16)")
@@ -31,7 +31,7 @@ def run(args) -> int:
     from lite_llm.reference.router_weights import init_router_weights, quantize_router
 
     cfg = resolve_config(args.config)
-    tiers = parse_tier_set(cfg, args.tierset)
+    tiers = resolve_tier_set(cfg, args.tierset)
     if args.hidden:
         h = np.load(args.hidden, allow_pickle=False)
     else:
