@@ -5,6 +5,12 @@ Inputs become torch tensors on the device; outputs come back as NumPy arrays. On
 the optimized package implements are offered (OVW-1.3); the runner skips the others as *not
 offered*. Words (seeds, keys) live in int64 tensors with the bits of the uint64 words
 (``optimized.seeds``), so they are viewed, never converted, at the boundary.
+
+Not offered, because ``lite_llm.optimized`` does not implement them (use the reference):
+TierSet selection and activation statistics (``select_budget``, ``greedy_budget``,
+``activation_stats``; chapters SEL, PLACE), initialisation (``init_weights``, ``uniform_tensor``,
+``fnv1a64``; INIT), parameter accounting (``param_report``; PARAM) and writing checkpoints
+(``save_checkpoint``, ``verify_checkpoint``, ``expand_checkpoint``; CKPT, EXP).
 """
 from __future__ import annotations
 
@@ -71,6 +77,17 @@ class OptimizedAdapter:
         r = route(h, router, req.params["tierset"], req.params.get("seed"))
         return {**{f: getattr(r, f).cpu().numpy() for f in RECORD_FIELDS},
                 "tier_set": np.asarray(r.tier_set, np.int32)}
+
+    def op_tier_set(self, req: Request) -> dict:
+        # The optimized package resolves TierSets with the shared spec module lite_llm.spec.tierset
+        # (router, moe, model: tier_set for names/ids; checkpoint: parse_tier_set for the string forms),
+        # so this case runs the code the optimized package runs, the way optimized.checkpoint calls it.
+        from lite_llm.spec.tierset import parse_tier_set, tier_set
+
+        cfg = parse_config(req.config)
+        spec = req.params["tierset"]
+        ids = parse_tier_set(cfg, spec) if isinstance(spec, str) else tier_set(cfg, spec)
+        return {"tiers": np.asarray(ids, np.int32)}
 
     def op_quantize(self, req: Request) -> dict:
         from lite_llm.optimized.quantize import dequant_scale, quantize_rows
@@ -175,6 +192,25 @@ class OptimizedAdapter:
 
         lg = self.tensor(req.inputs["logits"])
         return {"token": np.array([greedy_token(row) for row in lg], np.int64)}
+
+    # --- loss level (AUX) -----------------------------------------------------------------------------
+    def records(self, req: Request, cfg) -> list:
+        """The routing records ``route.{l}.{field}`` of a request as optimized RouteResults on the device."""
+        from lite_llm.optimized.router import RouteResult
+        from lite_llm.spec.tierset import tier_set
+
+        ids = tier_set(cfg, req.params["tierset"])
+        n = len({k.split(".")[1] for k in req.inputs if k.startswith("route.")})
+        return [RouteResult(**{f: self.tensor(req.inputs[f"route.{l}.{f}"]) for f in RECORD_FIELDS}, tier_set=ids)
+                for l in range(n)]
+
+    def op_aux_loss(self, req: Request) -> dict:
+        from lite_llm.optimized.aux_loss import aux_loss
+
+        cfg = parse_config(req.config)
+        alpha = {"alpha": req.params["alpha"]} if "alpha" in req.params else {}
+        loss = aux_loss(cfg, self.records(req, cfg), **alpha)
+        return {"total": np.float64(loss.total), "cv": np.array(loss.cv, np.float64).reshape(-1, 3)}
 
     # --- checkpoint level (reading) --------------------------------------------------------------------
     def op_load_checkpoint(self, req: Request) -> dict:

@@ -28,14 +28,20 @@ Pieces (each bit-exact with its clause; tensors on any device)
 Model (MODEL chapter), binary32
   ``moe.moe_layer(cfg, weights, layer, x, tiers, seed=None) -> (out (N, d), RouteResult)``;
   ``moe.combine(gate, count, y)`` (MODEL-3.3, exact); ``model.load_model(cfg, weights, tiers, device)``
-  and ``model.forward(cfg, weights_or_model, tokens, tiers, seed=None, device="cpu") -> ModelOutput``
-  (logits, routes, router_inputs, moe_outputs); ``generate.generate(cfg, weights, prompt, n, tiers,
-  seed=None)`` and ``generate.greedy_token(logits)`` (MODEL-5).
+  and ``model.forward(cfg, weights_or_model, tokens, tiers, seed=None, device="cpu", aux_alpha=0.01)
+  -> ModelOutput`` (logits, routes, router_inputs, moe_outputs, aux_loss); ``generate.generate(cfg,
+  weights, prompt, n, tiers, seed=None)`` and ``generate.greedy_token(logits)`` (MODEL-5).
+Auxiliary load-balancing loss (AUX chapter), forward value in binary64
+  ``aux_loss.aux_loss(cfg, routes, alpha=0.01) -> AuxLoss`` (``total``, ``alpha``, ``cv``: per layer
+  (CV_1, CV_2, CV_3); ``per_layer``; ``float(loss)``) from the layers' ``RouteResult`` records of one
+  batch, on their device; ``aux_loss.layer_cvs(cfg, route)`` one layer's CVs; ``aux_loss.cv(p, valid)``
+  (AUX-1.1). Within AUX-1.1's ``1e-9 * max(1, |L_aux|)`` of the spec's value, not bit-exact.
 Checkpoints (CKPT chapter, reading)
   ``checkpoint.load_checkpoint(path, tiers=None, verify=True, device="cpu") -> (cfg, tensors)``:
   opens only the manifest, the dense shard and the TierSet's shards, with the CKPT-5.4 checks.
 CUDA kernels: ``triton_router`` (quantize + level 1 fused, bucketed levels 2 and 3, gates and
 active set) and ``triton_moe`` (grouped GEMMs for the SwiGLU experts, exact combine).
-Not offered: the auxiliary loss (AUX), TierSet selection (SEL), parameter accounting, writing and
-expanding checkpoints; use ``lite_llm.reference`` for those.
+Not offered: TierSet selection and activation statistics (SEL, PLACE), initialisation (INIT),
+parameter accounting (PARAM), writing, verifying and expanding checkpoints, and the AUX-2
+comparison losses; use ``lite_llm.reference`` for those.
 """

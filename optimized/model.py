@@ -25,6 +25,7 @@ from lite_llm.spec.config import ModelConfig, parse_seed
 from lite_llm.spec.errors import RouterWeightsError, TokenError
 from lite_llm.spec.tierset import tier_set as resolve_tier_set
 
+from .aux_loss import DEFAULT_ALPHA, AuxLoss, aux_loss, check_alpha
 from .experts import weight_tensor
 from .moe import MoELayer, load_moe_layer, moe_forward
 from .router import RouteResult
@@ -38,6 +39,7 @@ class ModelOutput:
     routes: tuple[RouteResult, ...]         # per layer: the routing record of the N tokens (HSER-9.3)
     router_inputs: tuple[torch.Tensor, ...]  # per layer: (N, d) the routed normed hidden states (MODEL-3.1)
     moe_outputs: tuple[torch.Tensor, ...]   # per layer: (N, d) the MoE block's output (MODEL-3.3)
+    aux_loss: AuxLoss                       # load-balancing loss of these routes (AUX chapter)
 
 
 @dataclass(frozen=True)
@@ -159,8 +161,10 @@ def attention(m: Model, layer: int, a: torch.Tensor) -> torch.Tensor:
     return o.transpose(1, 2).reshape(B, T, d) @ w[f"{p}.wo"].T
 
 
-def run(m: Model, tok: torch.Tensor, seed: int, backend: str = "auto") -> ModelOutput:
-    """The forward pass of checked token ids tok (B, T) on a loaded model.
+def run(m: Model, tok: torch.Tensor, seed: int, backend: str = "auto",
+        aux_alpha: float = DEFAULT_ALPHA) -> ModelOutput:
+    """The forward pass of checked token ids tok (B, T) on a loaded model; ``aux_alpha`` weighs the
+    auxiliary loss of its routes (AUX-1.4).
 
     Every dense operation runs sequence by sequence, so its shapes (and with them the kernels a
     library picks and their summation orders) do not depend on the batch: a sequence's outputs are
@@ -186,16 +190,17 @@ def run(m: Model, tok: torch.Tensor, seed: int, backend: str = "auto") -> ModelO
             outs.append(out)
         logits = torch.stack([rms_norm(h, w["final_norm"], cfg.norm_eps) @ w["lm_head"].T for h in hs]) \
             if B else torch.empty((0, T, cfg.vocab_size), device=m.device)                             # (B, T, V)
-    return ModelOutput(logits, tuple(routes), tuple(xs), tuple(outs))
+    return ModelOutput(logits, tuple(routes), tuple(xs), tuple(outs), aux_loss(cfg, routes, alpha=aux_alpha))
 
 
 def forward(cfg: ModelConfig, weights: Mapping | Model, tokens, tiers, *, seed=None, device="cpu",
-            backend: str = "auto") -> ModelOutput:
+            backend: str = "auto", aux_alpha: float = DEFAULT_ALPHA) -> ModelOutput:
     """Logits and per-layer routing of ``tokens`` (T,) or (B, T) under TierSet ``tiers`` (MODEL-2.1).
 
     ``weights``: the flat dict name -> binary32 array of INIT-2 (only the dense tensors and the
-    TierSet's tier tensors are read), or a ``Model`` from ``load_model``. Checks run before any
-    arithmetic in the order of MODEL-1.2: seed, TierSet, tokens, weights.
+    TierSet's tier tensors are read), or a ``Model`` from ``load_model``. ``aux_alpha`` is the weight
+    of the auxiliary loss ``ModelOutput.aux_loss`` (AUX-1.4). Checks run before any arithmetic in
+    the order of MODEL-1.2: seed, TierSet, tokens, weights.
     """
     seed = parse_seed(cfg.router.seed if seed is None else seed)                 # HSER-4.1
     tier_ids = resolve_tier_set(cfg, tiers)                                      # TIER-2.2 .. 2.4
@@ -206,7 +211,8 @@ def forward(cfg: ModelConfig, weights: Mapping | Model, tokens, tiers, *, seed=N
         m = weights
     else:
         m = load_model(cfg, weights, tier_ids, device)                           # MODEL-1.3
-    out = run(m, tok, seed, backend)
+    check_alpha(aux_alpha)                                                       # AUX-1.4, before any arithmetic
+    out = run(m, tok, seed, backend, aux_alpha)
     if single:
-        out = ModelOutput(out.logits[0], out.routes, out.router_inputs, out.moe_outputs)
+        out = ModelOutput(out.logits[0], out.routes, out.router_inputs, out.moe_outputs, out.aux_loss)
     return out
