@@ -133,6 +133,10 @@ def s1_flat(rows, meta, hs, weights, ref, n, d, k, device):
     rows.append(dict(method="exact level, fused Triton kernel", us=us, exact="yes" if exact else "NO",
                      note=f"best of {len(tried)} configs: {cfg_best}"))
     meta["flat_configs"] = tried
+    g_us = graph_us(lambda h: route_flat(h, rows_q, ranks, k, config=cfg_best, check=False), hs, device)
+    if g_us is not None:
+        rows.append(dict(method="same kernels replayed as a CUDA graph", us=g_us, exact="yes" if exact else "NO",
+                         note="the device time: no host launch overhead; flag check left out"))
 
 
 def s1_route(rows, hs, qr, ref, backend, cuda, device):
@@ -165,7 +169,10 @@ def bench_s2(device, quick: bool) -> dict:
     h_bytes = T * d * 2
     floor_us = (h_bytes + router_int8) / (bw * 1e12) * 1e6 if cuda else float("nan")
     floor_1b = (h_bytes + router_int8 // 2) / (bw * 1e12) * 1e6 if cuda else float("nan")
-    meta.update(copy_TBps=bw, floor_us=floor_us, floor_one_byte_router_us=floor_1b)
+    design = design_bytes(T, d, 1, 2, 2, G, E, router_int8)
+    design_us = design / (bw * 1e12) * 1e6 if cuda else float("nan")
+    meta.update(copy_TBps=bw, floor_us=floor_us, floor_one_byte_router_us=floor_1b, design_floor_us=design_us,
+                design_floor_MB=design / 1e6)
 
     rows = []
     ref = route(hs[0][:512], qr, tiers, backend="torch")
@@ -182,10 +189,23 @@ def bench_s2(device, quick: bool) -> dict:
         rows.append(dict(method="floor: hidden once + router matrices once", us=floor_us, exact="",
                          note=f"{(h_bytes + router_int8) / 1e6:.0f} MB (router as 2 int8 limbs); "
                               f"{floor_1b:.1f} us with 1 byte per router weight"))
+        rows.append(dict(method="floor of the bucketed design", us=design_us, exact="",
+                         note=f"{design / 1e6:.0f} MB: hidden read, limbs written, limbs re-read once per "
+                              f"level-2 and level-3 slot, router once, logits/probs written and read"))
     for r in rows:
         r["x baseline"] = r["us"] / base_us
         r["x floor"] = r["us"] / floor_us if cuda else float("nan")
     return {"scenario": "S2", "device": device_name(device), "meta": meta, "rows": rows}
+
+
+def design_bytes(T: int, d: int, k1: int, k2: int, k3: int, G: int, E: int, router_bytes: int) -> int:
+    """Bytes the bucketed three-level design must move through HBM: the hidden states read once
+    (bf16), the int8 limbs written once and read again by every level-2 slot (k1 per token) and every
+    level-3 slot (k1 k2 per token), the router matrices once, and each level's binary64 logits and
+    binary32 probabilities written and read once (levels 2, 3)."""
+    limbs = T * d * 2
+    z = T * k1 * (G * 8 * 2 + G * 4) + T * k1 * k2 * (E * 8 * 2 + E * 4)
+    return T * d * 2 + limbs + limbs * k1 + limbs * k1 * k2 + router_bytes + z
 
 
 def s2_triton(rows, meta, qr, hs, tiers, exact, device):
@@ -215,17 +235,24 @@ def cuda_graph_us(qr, hs, tiers, configs, device) -> float | None:
     """The Triton route kernels captured once in a CUDA graph and replayed (None if capture fails)."""
     from lite_llm.optimized.triton_router import assemble_triton, route_levels_triton
 
+    return graph_us(lambda h: assemble_triton(route_levels_triton(h, qr, tiers, 0, configs=configs)[0], tiers),
+                    hs, device)
+
+
+def graph_us(work, hs, device) -> float | None:
+    """``work(h)`` captured once in a CUDA graph on a static input and replayed with the input copied
+    in (the copy's own time subtracted); None if the capture fails."""
     try:
         static_h = hs[0].clone()
         s = torch.cuda.Stream()
         s.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(s):
             for _ in range(2):
-                assemble_triton(route_levels_triton(static_h, qr, tiers, 0, configs=configs)[0], tiers)
+                work(static_h)
         torch.cuda.current_stream().wait_stream(s)
         g = torch.cuda.CUDAGraph()
         with torch.cuda.graph(g):
-            assemble_triton(route_levels_triton(static_h, qr, tiers, 0, configs=configs)[0], tiers)
+            work(static_h)
 
         def replay(i):
             static_h.copy_(hs[i % len(hs)])

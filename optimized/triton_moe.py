@@ -1,7 +1,13 @@
 """Triton kernels of the MoE block on CUDA: grouped GEMMs for the SwiGLU experts and the exact combine.
 
-Token-slots are sorted by expert and cut into blocks of BLOCK_M slots of one expert
-(``triton_router.bucket_blocks``, as ``moe_align_block_size`` does for vLLM's fused MoE):
+Token-slots are sorted by expert and cut into blocks of BLOCK_M slots of one expert, on the device
+(``triton_router.bucket_by_matrix``, as ``moe_align_block_size`` does for vLLM's fused MoE; the order
+of slots inside an expert may change between runs and changes no bit: every row of a tile is
+computed alone). Both GEMMs
+run on a one-dimensional grid in grouped order: GROUP_M consecutive slot blocks sweep every column
+tile before the next group starts, so a block's gathered rows and an expert's weight tiles are read
+from HBM about once and re-read from L2 (a (blocks, tiles) grid re-reads every block's rows from
+HBM once per column tile):
 
 ``_gate_up_kernel``  per (block, BLOCK_N columns of d_ff): gathers the block's token rows, multiplies
     by the expert's W_gate and W_up (two accumulators, fp32) and writes silu(gate) * up (MODEL-3.2).
@@ -21,25 +27,40 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_router import _pow2, _tree_sum, bucket_blocks
+from .triton_router import _pow2, _tree_sum, bucket_by_matrix
 
-GEMM_CONFIG = {   # per input dtype: tile shape and launch options (the benchmarks time others)
-    torch.float32: dict(BLOCK_M=32, BLOCK_N=32, BLOCK_K=32, num_warps=4, num_stages=2),
-    torch.bfloat16: dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=64, num_warps=8, num_stages=3),
+DOWN_WIDE = dict(BLOCK_N=256, BLOCK_K=64, GROUP_M=16, num_warps=8, num_stages=3)    # a (128 x 256) down tile
+GEMM_CONFIG = {   # per input dtype: tile shape and launch options (measured on an H100, benchmarks/README.md;
+    # the benchmarks time the others); "down": the down GEMM's own column tiles (the gate/up kernel
+    # holds two accumulators, gate and up)
+    torch.float32: dict(BLOCK_M=32, BLOCK_N=32, BLOCK_K=32, GROUP_M=8, num_warps=4, num_stages=2),
+    torch.bfloat16: dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=16, num_warps=8, num_stages=3, down=DOWN_WIDE),
 }
-GEMM_CHOICES = [dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=64, num_warps=8, num_stages=3),
-                dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, num_warps=8, num_stages=3),
-                dict(BLOCK_M=64, BLOCK_N=128, BLOCK_K=64, num_warps=4, num_stages=4),
-                dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=128, num_warps=8, num_stages=2)]
+GEMM_CHOICES = [dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=16, num_warps=8, num_stages=3, down=DOWN_WIDE),
+                dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, num_warps=8, num_stages=3,
+                     down=dict(DOWN_WIDE, GROUP_M=8)),
+                dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, num_warps=8, num_stages=3),
+                dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=4, num_warps=8, num_stages=4,
+                     down=dict(DOWN_WIDE, GROUP_M=4))]
+
+
+@triton.jit
+def _grouped_pid(n_blocks, n_cols, GROUP_M: tl.constexpr):
+    """(block, column tile) of this program: GROUP_M blocks sweep all column tiles, block fastest."""
+    pid = tl.program_id(0)
+    per_group = GROUP_M * n_cols
+    first = (pid // per_group) * GROUP_M
+    size = tl.minimum(n_blocks - first, GROUP_M)
+    return first + (pid % per_group) % size, (pid % per_group) // size
 
 
 @triton.jit
 def _gate_up_kernel(x_ptr, d, wg_ptr, wu_ptr, f, h_ptr, slots_per_token,
-                    order_ptr, blk_first_ptr, blk_count_ptr, blk_mat_ptr,
-                    IEEE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+                    order_ptr, blk_first_ptr, blk_count_ptr, blk_mat_ptr, n_blocks,
+                    IEEE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                    GROUP_M: tl.constexpr):
     """h[p, n] = silu(x_tok . W_gate[e, n]) * (x_tok . W_up[e, n]) for the slots p of one expert block."""
-    pid_m = tl.program_id(0)
-    pid_n = tl.program_id(1)
+    pid_m, pid_n = _grouped_pid(n_blocks, tl.cdiv(f, BLOCK_N), GROUP_M)
     e = tl.load(blk_mat_ptr + pid_m)
     if e >= 0:
         first = tl.load(blk_first_ptr + pid_m)
@@ -76,11 +97,11 @@ def _gate_up_kernel(x_ptr, d, wg_ptr, wu_ptr, f, h_ptr, slots_per_token,
 
 @triton.jit
 def _down_kernel(h_ptr, f, wd_ptr, d, y_ptr,
-                 order_ptr, blk_first_ptr, blk_count_ptr, blk_mat_ptr,
-                 IEEE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+                 order_ptr, blk_first_ptr, blk_count_ptr, blk_mat_ptr, n_blocks,
+                 IEEE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                 GROUP_M: tl.constexpr):
     """y[slot, n] = h[p] . W_down[e, n] for the slots of one expert block, written in slot order."""
-    pid_m = tl.program_id(0)
-    pid_n = tl.program_id(1)
+    pid_m, pid_n = _grouped_pid(n_blocks, tl.cdiv(d, BLOCK_N), GROUP_M)
     e = tl.load(blk_mat_ptr + pid_m)
     if e >= 0:
         first = tl.load(blk_first_ptr + pid_m)
@@ -154,39 +175,46 @@ def combine_triton(gate: torch.Tensor, count: torch.Tensor, y: torch.Tensor, out
 
 
 def grouped_swiglu(x: torch.Tensor, expert_of_slot: torch.Tensor, slots_per_token: int, w_gate: torch.Tensor,
-                   w_up: torch.Tensor, w_down: torch.Tensor, config: dict | None = None) -> torch.Tensor:
+                   w_up: torch.Tensor, w_down: torch.Tensor, config: dict | None = None,
+                   out: torch.Tensor | None = None) -> torch.Tensor:
     """y (n_slots, d): expert ``expert_of_slot[s]`` (or none, -1) applied to token s // slots_per_token.
 
     x (N, d); w_gate, w_up (n_experts, d_ff, d); w_down (n_experts, d, d_ff), all of one dtype.
-    Slots without an expert are left zero.
+    ``out``: the (n_slots, d) tensor to write, rows of slots without an expert left as they are;
+    without it a new tensor is made with those rows zero.
     """
     cfg = {**GEMM_CONFIG.get(x.dtype, GEMM_CONFIG[torch.bfloat16]), **(config or {})}
     n_exp, f, d = w_gate.shape
     n_slots = expert_of_slot.numel()
-    y = torch.zeros((n_slots, d), dtype=x.dtype, device=x.device)
+    y = torch.zeros((n_slots, d), dtype=x.dtype, device=x.device) if out is None else out
     if n_slots == 0:
         return y
-    order, first, count, block_mat = bucket_blocks(expert_of_slot.long(), n_exp, cfg["BLOCK_M"])
+    b = bucket_by_matrix(expert_of_slot.to(torch.int32), n_exp, cfg["BLOCK_M"])
+    order, first, count, block_mat = b.order, b.first, b.count, b.mat
     h = torch.empty((n_slots, f), dtype=x.dtype, device=x.device)
     ieee = x.dtype == torch.float32
-    tiles = dict(IEEE=ieee, BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"],
-                 num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+    dcfg = {**cfg, **cfg.get("down", {})}                   # the down GEMM may take other column tiles
+    tiles = lambda c: dict(IEEE=ieee, BLOCK_M=cfg["BLOCK_M"], BLOCK_N=c["BLOCK_N"], BLOCK_K=c["BLOCK_K"],  # noqa: E731
+                           GROUP_M=c.get("GROUP_M", 1), num_warps=c["num_warps"], num_stages=c["num_stages"])
     nb = block_mat.numel()
-    _gate_up_kernel[(nb, triton.cdiv(f, cfg["BLOCK_N"]))](x, d, w_gate, w_up, f, h, slots_per_token,
-                                                          order, first, count, block_mat, **tiles)
-    _down_kernel[(nb, triton.cdiv(d, cfg["BLOCK_N"]))](h, f, w_down, d, y, order, first, count, block_mat, **tiles)
+    _gate_up_kernel[(nb * triton.cdiv(f, cfg["BLOCK_N"]),)](x, d, w_gate, w_up, f, h, slots_per_token,
+                                                            order, first, count, block_mat, nb, **tiles(cfg))
+    _down_kernel[(nb * triton.cdiv(d, dcfg["BLOCK_N"]),)](h, f, w_down, d, y, order, first, count, block_mat, nb,
+                                                          **tiles(dcfg))
     return y
 
 
 def expert_outputs_triton(moe, x: torch.Tensor, r) -> torch.Tensor:
-    """y (N, K, d) of an ``moe.MoELayer`` with the grouped-GEMM kernels, tier by tier."""
+    """y (N, K, d) of an ``moe.MoELayer`` with the grouped-GEMM kernels, tier by tier into one tensor
+    (padding slots zero)."""
     N, K = r.gate.shape
     d = x.shape[1]
     y = torch.zeros((N * K, d), dtype=x.dtype, device=x.device)
+    x = x.contiguous()
     for t, bank in moe.experts.items():
         mine = r.tier.reshape(-1) == t                                                       # (N K,)
         e = torch.where(mine, r.group.reshape(-1).long() * bank.experts_per_group + r.expert.reshape(-1).long(), -1)
-        y = torch.where(mine[:, None], grouped_swiglu(x.contiguous(), e, K, bank.w_gate, bank.w_up, bank.w_down), y)
+        grouped_swiglu(x, e, K, bank.w_gate, bank.w_up, bank.w_down, out=y)
     return y.view(N, K, d)
 
 
@@ -194,17 +222,18 @@ def AOT_CASES():
     """Representative compilations for tests/optimized/test_triton_compile.py (sm_90, no GPU)."""
     gu = {"x_ptr": "*bf16", "d": "i32", "wg_ptr": "*bf16", "wu_ptr": "*bf16", "f": "i32", "h_ptr": "*bf16",
           "slots_per_token": "i32", "order_ptr": "*i32", "blk_first_ptr": "*i32", "blk_count_ptr": "*i32",
-          "blk_mat_ptr": "*i32"}
+          "blk_mat_ptr": "*i32", "n_blocks": "i32"}
     dn = {"h_ptr": "*bf16", "f": "i32", "wd_ptr": "*bf16", "d": "i32", "y_ptr": "*bf16", "order_ptr": "*i32",
-          "blk_first_ptr": "*i32", "blk_count_ptr": "*i32", "blk_mat_ptr": "*i32"}
+          "blk_first_ptr": "*i32", "blk_count_ptr": "*i32", "blk_mat_ptr": "*i32", "n_blocks": "i32"}
     cb = {"y_ptr": "*bf16", "gate_ptr": "*fp32", "count_ptr": "*i32", "out_ptr": "*fp32", "N": "i32", "d": "i32"}
     f32 = {k: v.replace("bf16", "fp32") for k, v in gu.items()}
     cases = []
     for c in GEMM_CHOICES[:2]:
-        tiles = dict(IEEE=False, BLOCK_M=c["BLOCK_M"], BLOCK_N=c["BLOCK_N"], BLOCK_K=c["BLOCK_K"])
-        opts = dict(num_warps=c["num_warps"], num_stages=c["num_stages"])
-        cases += [(_gate_up_kernel, gu, tiles, opts), (_down_kernel, dn, tiles, opts)]
-    cases.append((_gate_up_kernel, f32, dict(IEEE=True, BLOCK_M=32, BLOCK_N=32, BLOCK_K=32), dict(num_warps=4)))
+        for kernel, types, k in ((_gate_up_kernel, gu, c), (_down_kernel, dn, {**c, **c.get("down", {})})):
+            tiles = dict(IEEE=False, BLOCK_M=c["BLOCK_M"], BLOCK_N=k["BLOCK_N"], BLOCK_K=k["BLOCK_K"], GROUP_M=k["GROUP_M"])
+            cases.append((kernel, types, tiles, dict(num_warps=k["num_warps"], num_stages=k["num_stages"])))
+    cases.append((_gate_up_kernel, f32, dict(IEEE=True, BLOCK_M=32, BLOCK_N=32, BLOCK_K=32, GROUP_M=8),
+                  dict(num_warps=4)))
     for K in (1, 4, 6):
         KP = _pow2(K)
         bd = max(16, min(128, 1024 // KP))

@@ -57,18 +57,18 @@ cat "$OUT/env.json"
 # 3. The optimized tests on CUDA, most telling first, one line per test as it finishes (so a run cut
 #    by the time limit still shows what passed). The interpreter suite is CPU-only (CI runs it).
 T=tests/optimized
-step tests 210 tests.log $PY -m pytest -v --tb=short --maxfail=15 -p no:cacheprovider \
+step tests 180 tests.log $PY -m pytest -v --tb=short --maxfail=15 -p no:cacheprovider \
      $T/test_cuda.py $T/test_router.py $T/test_moe_model.py $T/test_numerics.py $T/test_checkpoint.py \
      $T/test_triton_compile.py --junitxml="$OUT/junit.xml" -o junit_family=xunit1
 
 # 4. Benchmarks (each prints its table; JSON for the summary).
 QUICK=${QUICK:+--quick}          # QUICK=1: tiny sizes (a dry run of this script on a CPU machine)
-step bench_router 100 bench.log $PY -m lite_llm.cli bench router $QUICK --json "$OUT/bench_router.json"
-step bench_moe 70 bench.log $PY -m lite_llm.cli bench moe $QUICK --json "$OUT/bench_moe.json"
+step bench_router 90 bench.log $PY -m lite_llm.cli bench router $QUICK --json "$OUT/bench_router.json"
+step bench_moe 90 bench.log $PY -m lite_llm.cli bench moe $QUICK --json "$OUT/bench_moe.json"
 
 # 5. Conformance on CUDA, if the runner exists.
 if $PY -m lite_llm.cli conform --help >/dev/null 2>&1; then
-    step conform 60 conform.log $PY -m lite_llm.cli conform --impl optimized --device cuda --json "$OUT/conform.json"
+    step conform 70 conform.log $PY -m lite_llm.cli conform --impl optimized --device cuda --json "$OUT/conform.json"
 else
     echo "lite-llm conform is not available; the CUDA tests above stand in for it" | tee "$OUT/conform.log"
 fi

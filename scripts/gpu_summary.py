@@ -66,7 +66,10 @@ def main(out: Path, seconds: str) -> int:
     for b in bench:
         meta = b["meta"]
         floor = meta.get("floor_us")
-        print(f"  {b['scenario']}: " + (f"floor {floor:.1f} us" if isinstance(floor, float) else ""))
+        extra = f", bucketed-design floor {meta['design_floor_us']:.1f} us" if "design_floor_us" in meta else ""
+        print(f"  {b['scenario']}: " + (f"floor {floor:.1f} us{extra}" if isinstance(floor, float) else ""))
+        if "parts_us" in meta:
+            print("    parts: " + ", ".join(f"{k} {v:.0f} us" for k, v in meta["parts_us"].items()))
         for r in b["rows"]:
             extra = f"{r['TFLOP/s']:.0f} TFLOP/s ({r['x dense']:.2f}x dense)" if "TFLOP/s" in r else \
                 f"{r['x baseline']:.2f}x baseline, {r['x floor']:.2f}x floor, exact: {r.get('exact')}"

@@ -128,16 +128,58 @@ def block_sizes_do_not_change_bits(device):
     """HSER-7.4: other tile shapes and buckets of the kernels give the same bits."""
     from lite_llm.optimized.triton_router import assemble_triton, route_levels_triton
 
-    cfg = make_config(tiers=((4, 4), (8, 4), (8, 8)), k=(2, 2, 2), d=48, seed=4)
+    cfg = make_config(tiers=((4, 4), (8, 4), (3, 40)), k=(2, 2, 2), d=48, seed=4)
     qr = load_router(cfg, router_dict(cfg, init_router_weights(cfg, 1)), 0, device)
     h = torch.from_numpy(gaussian(45, 48, 2)).to(device)
     outs = []
-    for c1, c2 in [(dict(BLOCK_T=16, BLOCK_D=32), dict(BLOCK_T=16, BLOCK_D=64)),
-                   (dict(BLOCK_T=32, BLOCK_D=64), dict(BLOCK_T=32, BLOCK_D=32))]:
+    for c1, c2 in [(dict(BLOCK_T=16, BLOCK_D=32, UNROLL=1), dict(BLOCK_T=16, BLOCK_D=64, BLOCK_N=16)),
+                   (dict(BLOCK_T=32, BLOCK_D=64, UNROLL=2), dict(BLOCK_T=32, BLOCK_D=32, BLOCK_N=64)),
+                   (dict(BLOCK_T=16, BLOCK_D=32, UNROLL=4, split_absmax=True), dict(BLOCK_T=64, BLOCK_D=32, BLOCK_N=32))]:
         lv, _ = route_levels_triton(h, qr, (0, 1, 2), 0, configs={"level1": c1, "bucket": c2})
         outs.append(assemble_triton(lv, (0, 1, 2)).to_numpy())
     for f in outs[0]:
         assert_bits(outs[0][f], outs[1][f], f)
+
+
+@check
+def k_exceeds_every_level(device):
+    """k = (5, 5, 5) above every level's candidate count (the conformance case of that name): every
+    tier, group and expert active; the assembly kernel's slot tile is 8 x 8 x 8."""
+    for limbs in ((2, 2), (1, 2)):
+        cfg = make_config(tiers=((2, 4), (4, 2), (3, 3)), k=(5, 5, 5), d=16, limbs=limbs, seed=0)
+        compare(cfg, init_router_weights(cfg, 6), gaussian(5, 16, 11), (0, 1, 2), device)
+
+
+@check
+def bucket_plan_covers_every_slot_once(device):
+    """plan_buckets: every slot with a matrix lands in exactly one block of its matrix, blocks hold at
+    most BLOCK_T slots, blocks past the last are marked -1 (checked against counts made with numpy)."""
+    from lite_llm.optimized.triton_router import plan_buckets
+
+    rng = np.random.default_rng(5)
+    for n, n_mat, bt in ((0, 3, 4), (1, 1, 16), (37, 5, 4), (200, 7, 16), (90, 300, 8)):
+        mat = rng.integers(-1, n_mat, n).astype(np.int32)
+        if n:
+            mat[rng.integers(0, n)] = n_mat - 1
+        counts = np.bincount(mat[mat >= 0], minlength=n_mat).astype(np.int32)
+        pos = np.zeros(n, np.int32)
+        for m in range(n_mat):                                    # any distinct places 0 .. count-1
+            idx = np.nonzero(mat == m)[0]
+            pos[idx] = rng.permutation(len(idx))
+        t = lambda a: torch.from_numpy(a).to(device)             # noqa: E731
+        b = plan_buckets(t(mat), t(pos), t(counts), bt)
+        order, first, count, bmat = (a.cpu().numpy() for a in (b.order, b.first, b.count, b.mat))
+        assert len(bmat) == n // bt + n_mat
+        used = bmat >= 0
+        assert np.all(bmat[:used.sum()] >= 0) and not np.any(bmat[used.sum():] >= 0), bmat
+        assert np.all((count[used] >= 1) & (count[used] <= bt)), count
+        seen = np.concatenate([order[f:f + c] for f, c in zip(first[used], count[used])]) if used.any() else []
+        assert sorted(seen) == sorted(np.nonzero(mat >= 0)[0].tolist()), "every slot with a matrix exactly once"
+        for f, c, m in zip(first[used], count[used], bmat[used]):
+            assert np.all(mat[order[f:f + c]] == m), "a block holds slots of its own matrix only"
+        want_blocks = sum(-(-int(c) // bt) for c in counts)
+        assert used.sum() == want_blocks, (used.sum(), want_blocks)
+    print("plan_buckets: blocks cover every slot once")
 
 
 @check
@@ -146,7 +188,7 @@ def moe_grouped_gemm_and_combine(device):
     output the same bits alone and in a batch (MODEL-3.3, MODEL-3.5)."""
     from lite_llm.configs import resolve_config
     from lite_llm.optimized.moe import combine, expert_outputs_torch, load_moe_layer, moe_forward
-    from lite_llm.optimized.triton_moe import combine_triton, expert_outputs_triton
+    from lite_llm.optimized.triton_moe import combine_triton, expert_outputs_triton, grouped_swiglu
     from lite_llm.reference.weights import init_model_weights
 
     cfg = resolve_config("tiny")
@@ -156,6 +198,17 @@ def moe_grouped_gemm_and_combine(device):
     yt, yg = expert_outputs_torch(moe, x, r), expert_outputs_triton(moe, x, r)
     err = float((yt - yg).abs().max() / yt.abs().max())
     assert err < 1e-5, err
+    bank = moe.experts[0]
+    slot_e = torch.where(r.tier.reshape(-1) == 0, r.group.reshape(-1).long() * bank.experts_per_group +
+                         r.expert.reshape(-1).long(), -1)
+    base = grouped_swiglu(x, slot_e, r.gate.shape[1], bank.w_gate, bank.w_up, bank.w_down)
+    for c in ({"GROUP_M": 1}, {"GROUP_M": 3, "down": {"BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 2, "num_warps": 2,
+                                                      "num_stages": 1}}):    # program order only
+        other = grouped_swiglu(x, slot_e, r.gate.shape[1], bank.w_gate, bank.w_up, bank.w_down, c,
+                               out=torch.full_like(base, 7.0))
+        mine = slot_e >= 0
+        assert_bits(other[mine], base[mine], f"grouped order {c}")
+        assert bool((other[~mine] == 7.0).all()), "rows of slots without an expert are left as they were"
     assert_bits(combine_triton(r.gate, r.count, yg), combine(r.gate, r.count, yg), "combine")
     assert_bits(combine_triton(r.gate, r.count, yg.to(torch.bfloat16)),
                 combine(r.gate, r.count, yg.to(torch.bfloat16).float()), "combine bf16")
