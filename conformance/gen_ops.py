@@ -39,6 +39,29 @@ def half_even_rows(limbs: int, d: int = 16) -> np.ndarray:
     return np.concatenate([np.ones((rows.shape[0], 1), F32), rows], axis=1)   # absmax 1 in column 0
 
 
+def reciprocal_order_rows(limbs: int, rows: int = 3, d: int = 8) -> np.ndarray:
+    """Rows where HSER-2.3's x * (127 / a) and the per-element (x / a) * 127 give different integers.
+
+    They differ on about one element in 5,000 (two limbs) to 500,000 (one limb), so random rows
+    almost never tell them apart; each row's elements are found by a deterministic search for its
+    absmax a (column 0), at least one of them differing.
+    """
+    rng = np.random.default_rng(20261126 + limbs)
+    scale = F32(2.0 ** (7 * (limbs - 1)))
+    out = []
+    while len(out) < rows:
+        a = F32(1.0 + rng.uniform(0, 1)) * F32(2.0 ** int(rng.integers(-10, 10)))
+        for _ in range(40):
+            x = (rng.uniform(-1, 1, 1 << 20) * a).astype(F32)
+            differ = np.rint((x * (F32(127.0) / a)) * scale) != np.rint(((x / a) * F32(127.0)) * scale)
+            if differ.any():
+                hits = x[differ][: d - 1]
+                fill = x[~differ][: d - 1 - len(hits)]
+                out.append(np.concatenate([[a], hits, fill]).astype(F32))
+                break
+    return np.stack(out)
+
+
 def quantize_cases() -> list[CaseSpec]:
     special = np.zeros((10, 8), F32)
     special[1] = -0.0                                                  # a = 0 from -0.0
@@ -65,6 +88,11 @@ def quantize_cases() -> list[CaseSpec]:
             f"Rows whose scaled values y * 2**(7 (L - 1)) are exactly halfway between integers ({limbs} limb(s)): "
             "round_half_even must pick the even neighbour (half away from zero and floor(y + 0.5) fail).",
             ["HSER-2.3", "OVW-2.3"], "quantize", {"limbs": limbs}, {"x": half_even_rows(limbs)}))
+        out.append(CaseSpec(
+            f"routing/op/quantize-reciprocal-order-limbs{limbs}",
+            f"Rows where multiplying by the row reciprocal 127 / a (HSER-2.3) and dividing each element by a "
+            f"before multiplying by 127 give different integers ({limbs} limb(s)); only the former conforms.",
+            ["HSER-2.3"], "quantize", {"limbs": limbs}, {"x": reciprocal_order_rows(limbs)}))
     x1 = f32(0.3, -2.5, 7.0).reshape(3, 1)
     out.append(CaseSpec("routing/op/quantize-width1", "Rows of a single element: Q = +-127 * 128**(L-1) or 0.",
                         ["HSER-2.1", "HSER-2.3"], "quantize", {"limbs": 2}, {"x": np.concatenate([x1, [[0.0]]]).astype(F32)}))

@@ -20,13 +20,17 @@ def quantize_rows(x: torch.Tensor, limbs: int) -> tuple[torch.Tensor, torch.Tens
 
     HSER-2.1  a = max_i |x_i| (exact: it is one of the magnitudes).
     HSER-2.2  a row with a = 0 quantizes to zeros.
-    HSER-2.3  y_i = (x_i / a) * 127 in binary32 (a division, then a multiplication), and
-              Q_i = round_half_even(y_i * 2**(7 * (limbs - 1))) (exact scaling, then rounding).
+    HSER-2.3  rows with a < 2**-64 are scaled by 2**64 first (exact); r = 127 / a, one binary32
+              division per row; y_i = x_i * r; Q_i = round_half_even(y_i * 2**(7 * (limbs - 1))).
+    The absmax returned is HSER-2.1's (unscaled), which HSER-2.5 uses.
     """
     a = x.abs().amax(dim=1) if x.shape[1] else x.new_zeros(x.shape[0])          # (n,) float32
-    safe = torch.where(a == 0, torch.ones_like(a), a)[:, None]                   # (n, 1) tensor divisor
-    y = (x / safe) * 127.0                                                        # (n, d) two roundings
-    q = torch.round(y * float(2 ** (7 * (limbs - 1))))                            # half to even (torch.round)
+    f = torch.where(a < 2.0 ** -64, torch.full_like(a, 2.0 ** 64), torch.ones_like(a))   # step 1: (n,)
+    xs = x * f[:, None]                                                           # (n, d) exact
+    a_s = a * f                                                                   # (n,) exact
+    r = torch.full_like(a, 127.0) / torch.where(a == 0, torch.ones_like(a), a_s)  # step 2: tensor divisor
+    y = xs * r[:, None]                                                           # step 3: (n, d) one rounding
+    q = torch.round(y * float(2 ** (7 * (limbs - 1))))                            # exact scaling; half to even
     return q.to(torch.int32), a
 
 

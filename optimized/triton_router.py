@@ -56,6 +56,8 @@ C4 = tl.constexpr(4.16666679084300994873047e-2)           # 0x3D2AAAAB
 C3 = tl.constexpr(1.66666671633720397949219e-1)           # 0x3E2AAAAB
 RINT_MAGIC = tl.constexpr(12582912.0)                     # 1.5 * 2**23
 MAGIC_BITS = tl.constexpr(0x4B400000)                     # the bits of 1.5 * 2**23
+TWO_M64 = tl.constexpr(5.421010862427522e-20)             # 2**-64: rows with a smaller absmax are prescaled
+TWO_P64 = tl.constexpr(1.8446744073709552e19)             # 2**64 (HSER-2.3 step 1)
 ABS_MASK = tl.constexpr(0x7FFFFFFF)                       # binary32 sign bit off
 INF_BITS = tl.constexpr(0x7F800000)                       # |x| bits >= this: inf or NaN
 INT32_MAX = tl.constexpr((1 << 31) - 1)
@@ -175,21 +177,28 @@ def _scale_of(amax, LX: tl.constexpr):
 
 
 @triton.jit
-def _quantize_tile(x, safe, LIMBS: tl.constexpr):
-    """int8 limbs of Q for a tile x (B, D) binary32 with row absmax ``safe`` (1 where the row is 0)
-    (HSER-2.3, HSER-2.4): y = (x / a) * 127, Q = round_half_even(y * 128**(L-1)); hi = floor((Q + 64) / 128),
-    lo = Q - 128 hi, so Q = 128 hi + lo with |hi| <= 127, -64 <= lo <= 63.
+def _row_reciprocal(safe, LIMBS: tl.constexpr):
+    """Per row (HSER-2.3 steps 1-2) from the absmax ``safe`` (B,) (1 where the row is 0): the exact
+    prescale f (2**64 where a < 2**-64, else 1) and r * 128**(L-1) with r = 127 / (a f), one
+    correctly rounded division per row; the factor 128 is folded into r, which the spec allows (exact,
+    and Q is unchanged: the orders differ only where |x r| < 2**-126, where Q = 0 either way)."""
+    f = tl.where(safe < TWO_M64, TWO_P64, 1.0)
+    r = tl.div_rn(tl.zeros_like(safe) + 127.0, safe * f)
+    if LIMBS == 2:
+        r = r * 128.0
+    return f, r
+
+
+@triton.jit
+def _quantize_tile(x, f, r, LIMBS: tl.constexpr):
+    """int8 limbs of Q for a tile x (B, D) binary32 with the rows' prescale f (B,) and reciprocal r (B,)
+    of ``_row_reciprocal`` (HSER-2.3, HSER-2.4): y = (x f) r, Q = round_half_even(y);
+    hi = floor((Q + 64) / 128), lo = Q - 128 hi, so Q = 128 hi + lo with |hi| <= 127, -64 <= lo <= 63.
 
     The rounding: v + 1.5 * 2**23 lies in [2**23, 2**24) for |v| < 2**22, where the spacing is 1, so
     the sum is round_half_even(v) + 1.5 * 2**23 and its bits are 0x4B400000 + Q (no float-to-int
-    conversion instruction). With two limbs, (t * 127) * 128 is computed as t * 16256: scaling by 128
-    is exact, so both round t * 16256 to the same binary32 wherever t * 127 is normal; where it is not,
-    |y| < 2**-119 and Q = 0 either way (only Q is normative, HSER-2.4)."""
-    t = tl.div_rn(x, safe[:, None])
-    if LIMBS == 2:
-        y = t * 16256.0
-    else:
-        y = t * 127.0
+    conversion instruction)."""
+    y = (x * f[:, None]) * r[:, None]
     q = (y + RINT_MAGIC).to(tl.int32, bitcast=True) - MAGIC_BITS
     if LIMBS == 2:
         hi = (q + 64) >> 7
@@ -270,6 +279,8 @@ def _quantize_level_kernel(
         safe = tl.max(safe2, axis=1)
         sx = tl.load(sx_ptr + toks, mask=tmask, other=1.0)
 
+    f, r = _row_reciprocal(safe, LX)                                                     # (B,) each
+
     # Pass 2, last columns first: quantize (HSER-2.3) and accumulate exact products with the rows.
     # The next tile of hidden states is loaded one step ahead (its latency hides behind this step's
     # arithmetic; the compiler pipelines only the weight tiles, which feed tl.dot directly).
@@ -290,7 +301,7 @@ def _quantize_level_kernel(
         x = x_next.to(tl.float32)
         kn = kk - BLOCK_D                                                                  # the next tile
         x_next = tl.load(h_rows + kn[None, :], mask=tmask[:, None] & (kn >= 0)[None, :], other=0.0)
-        xh, xl = _quantize_tile(x, safe, LX)
+        xh, xl = _quantize_tile(x, f, r, LX)
         if WRITE_Q:
             q_off = toks.to(tl.int64)[:, None] * d + kk[None, :]
             tl.store(qh_ptr + q_off, xh, mask=m2)

@@ -1,8 +1,9 @@
 """Quantized values and exact logits stay in range for every d the spec allows (HSER-2, HSER-3).
 
-- HSER-2.3: for binary32 x and a = max|x_i| > 0, fl(x / a) is in [-1, 1], fl(fl(x / a) * 127) in
-  [-127, 127], so Q = round_half_even(y * 2**(7 (L - 1))) has |Q| <= 127 * 128**(L - 1) (binary32 lemmas,
-  joined by ground instances);
+- HSER-2.3: the prescale of rows with a < 2**-64 is exact; r = fl(127 / a) is normal for every a
+  after it; |fl(x * r)| <= fl(a * r) <= 127 + 2**-17 (exhaustive over significands, monotone rounding),
+  so Q = round_half_even(y * 2**(7 (L - 1))) has |Q| <= 127 * 128**(L - 1) (binary32 lemmas, joined by
+  ground instances);
 - HSER-2.4: the limb split Q = 128 hi + lo, hi = round_half_even(Q / 128), is exact with |hi| <= 127,
   |lo| <= 64 (checked for every Q there is);
 - HSER-3.2: each int8 x int8 limb sum, and every partial sum of it, fits int32 for d <= 2**17; the
@@ -36,23 +37,54 @@ def f32v(x: float):
     return z3.FPVal(x, smt.F32)
 
 
-def division_claim() -> Claim:
+TWO64, TINY = 2.0 ** 64, 2.0 ** -64
+Y_MAX = 127.0 + 2.0 ** -17      # the largest |y| of HSER-2.3 step 3 (tight: the next binary32 above 127)
+
+
+def prescale_claim() -> Claim:
     x, a = z3.FPs("x a", smt.F32)
     finite = [z3.Not(z3.fpIsNaN(v)) for v in (x, a)] + [z3.Not(z3.fpIsInf(v)) for v in (x, a)]
-    return z3_claim("ratio_at_most_one", "For binary32 x and a with a > 0 finite and |x| <= a (a is the row's absolute "
-                    "maximum, HSER-2.1): |fl(x / a)| <= 1. Rounding is monotone and 1 is a binary32 number, so the "
-                    "rounded quotient cannot pass it; subnormal x and a included.",
-                    finite + [z3.fpGT(a, f32v(0.0)), z3.fpLEQ(z3.fpAbs(x), a)],
-                    z3.fpLEQ(z3.fpAbs(z3.fpDiv(smt.RNE, x, a)), f32v(1.0)),
+    up = lambda v: z3.fpMul(smt.RNE, v, f32v(TWO64))                                   # noqa: E731
+    down = lambda v: z3.fpMul(smt.RNE, v, f32v(TINY))                                  # noqa: E731
+    return z3_claim("prescale_exact", "HSER-2.3 step 1: for binary32 a with 0 < a < 2**-64 (subnormals included) and "
+                    "|x| <= a, the products x * 2**64 and a * 2**64 are exact (scaling back gives x and a) and "
+                    "a * 2**64 >= 2**-85, so after step 1 every row has a >= 2**-85.",
+                    finite + [z3.fpGT(a, f32v(0.0)), z3.fpLT(a, f32v(TINY)), z3.fpLEQ(z3.fpAbs(x), a)],
+                    z3.And(down(up(x)) == x, down(up(a)) == a, z3.fpGEQ(up(a), f32v(2.0 ** -85))),
                     method="Z3 floating-point (binary32): the negation is unsat")
 
 
-def scale_claim() -> Claim:
-    u = z3.FP("u", smt.F32)
-    return z3_claim("scaled_at_most_127", "For binary32 u with |u| <= 1: |fl(u * 127)| <= 127.",
-                    [z3.fpLEQ(z3.fpAbs(u), f32v(1.0))],
-                    z3.fpLEQ(z3.fpAbs(z3.fpMul(smt.RNE, u, f32v(127.0))), f32v(127.0)),
+def reciprocal_claim() -> Claim:
+    a = z3.FP("a", smt.F32)
+    r = z3.fpDiv(smt.RNE, f32v(127.0), a)
+    return z3_claim("reciprocal_normal", "HSER-2.3 step 2: for every binary32 a with 2**-85 <= a <= FLT_MAX, r = "
+                    "fl(127 / a) is a positive normal binary32 number (never infinite, never subnormal), so "
+                    "scaling a by a power of two 2**k scales r by exactly 2**-k.",
+                    [z3.Not(z3.fpIsNaN(a)), z3.Not(z3.fpIsInf(a)), z3.fpGEQ(a, f32v(2.0 ** -85))],
+                    z3.And(z3.fpIsNormal(r), z3.fpGT(r, f32v(0.0))),
                     method="Z3 floating-point (binary32): the negation is unsat")
+
+
+def largest_product_claim() -> Claim:
+    """max over a of fl(a * fl(127 / a)), all 2**23 significands (the exponent does not matter, see reciprocal_normal)."""
+    t0 = time.perf_counter()
+    sig = np.arange(1 << 23, dtype=np.uint32)
+    worst, above = 0.0, 0
+    for e in (127 - 85, 127, 127 + 100):                    # three exponents: the same maximum is the check
+        a = ((np.uint32(e) << np.uint32(23)) | sig).view(np.float32)
+        y = a * (np.float32(127.0) / a)                       # binary32: one division, one multiplication
+        worst = max(worst, float(y.max()))
+        above = int((y > np.float32(127.0)).sum())
+    ok = worst == Y_MAX
+    return Claim("largest_product", f"For every binary32 a >= 2**-85 (HSER-2.3 after step 1), fl(a * fl(127 / a)) <= "
+                 f"127 + 2**-17 = {Y_MAX!r}, and the bound is reached: {above:,} of the 2**23 significands give a "
+                 "value above 127. Checked for every significand at three exponents; by reciprocal_normal, "
+                 "a * 2**k gives r * 2**-k exactly and the same product, so every exponent gives the same values.",
+                 "spec", PROVED, PROVED if ok else COUNTEREXAMPLE,
+                 "exhaustive enumeration (NumPy binary32, 3 x 8,388,608 values) + the scaling argument",
+                 "for every significand m, e in {-85, 0, 100}: a = (1 + m 2**-23) 2**e; assert a * (127 / a) <= "
+                 "127 + 2**-17", round(time.perf_counter() - t0, 6),
+                 None if ok else {"largest": worst}, {"largest product": worst, "significands above 127": above})
 
 
 def round_claim(limbs: int) -> Claim:
@@ -60,27 +92,31 @@ def round_claim(limbs: int) -> Claim:
     scaled = z3.fpMul(smt.RNE, y, f32v(float(2 ** (7 * (limbs - 1)))))
     q = z3.fpRoundToIntegral(smt.RNE, scaled)
     exact = z3.fpDiv(smt.RNE, scaled, f32v(float(2 ** (7 * (limbs - 1))))) == y
-    return z3_claim(f"q_bound_{limbs}_limb{'s' if limbs > 1 else ''}", f"For binary32 y with |y| <= 127 and {limbs} "
-                    f"limb{'s' if limbs > 1 else ''}: y * 2**{7 * (limbs - 1)} is exact and Q = round_half_even(y * "
-                    f"2**{7 * (limbs - 1)}) has |Q| <= {q_max(limbs)}.", [z3.fpLEQ(z3.fpAbs(y), f32v(127.0))],
+    return z3_claim(f"q_bound_{limbs}_limb{'s' if limbs > 1 else ''}", f"For binary32 y with |y| <= 127 + 2**-17 and "
+                    f"{limbs} limb{'s' if limbs > 1 else ''}: y * 2**{7 * (limbs - 1)} is exact and Q = "
+                    f"round_half_even(y * 2**{7 * (limbs - 1)}) has |Q| <= {q_max(limbs)}.",
+                    [z3.fpLEQ(z3.fpAbs(y), f32v(Y_MAX))],
                     z3.And(exact, z3.fpLEQ(z3.fpAbs(q), f32v(float(q_max(limbs))))),
                     method="Z3 floating-point (binary32): the negation is unsat")
 
 
 def chain_claim() -> Claim:
-    """The three lemmas joined at the terms of HSER-2.3, with the operations uninterpreted."""
+    """The lemmas joined at the terms of HSER-2.3, with the operations uninterpreted."""
     R = z3.RealSort()
-    ratio, times127 = z3.Function("ratio", R, R, R), z3.Function("times127", R, R)
-    x, a = z3.Reals("x a")
-    u = ratio(x, a)
-    y = times127(u)
-    premises = [a > 0, z3.Abs(x) <= a,
-                z3.Implies(z3.And(a > 0, z3.Abs(x) <= a), z3.Abs(u) <= 1),       # ratio_at_most_one at (x, a)
-                z3.Implies(z3.Abs(u) <= 1, z3.Abs(y) <= 127)]                    # scaled_at_most_127 at u
-    return z3_claim("q_chain", "Joined at the terms of HSER-2.3 (u = fl(x / a), y = fl(u * 127)): every quantized "
-                    "input y satisfies |y| <= 127, the premise of q_bound_1_limb and q_bound_2_limbs, so |Q| <= "
-                    "127 * 128**(L - 1) without clamping.", premises, z3.Abs(y) <= 127,
-                    method="Z3 (UF + linear real arithmetic): the lemmas as ground instances")
+    mul = z3.Function("mul", R, R, R)              # binary32 multiplication, correctly rounded
+    x, a, r = z3.Reals("x a r")
+    y, top = mul(x, r), mul(a, r)
+    premises = [a >= 2.0 ** -85, z3.Abs(x) <= a, r > 0,
+                # IEEE 754 rounding is monotone (a correctly rounded product is a non-decreasing function of the
+                # exact product) and odd: the ground instance at (x, a, r)
+                z3.Implies(z3.And(z3.Abs(x) <= a, r > 0), z3.Abs(y) <= top),
+                z3.Implies(a >= 2.0 ** -85, top <= Y_MAX)]                        # largest_product at a
+    return z3_claim("q_chain", "Joined at the terms of HSER-2.3 (r = fl(127 / a), y = fl(x * r)): with |x| <= a, "
+                    "monotone rounding gives |y| <= fl(a * r) <= 127 + 2**-17 (largest_product), the premise of "
+                    "q_bound_1_limb and q_bound_2_limbs, so |Q| <= 127 * 128**(L - 1) without clamping. Assumed, not "
+                    "proved here: IEEE 754 correctly rounded multiplication is monotone and odd (IEEE 754-2019, 4.3; a "
+                    "direct binary32 Z3 query with two products did not finish in 120 s).", premises,
+                    z3.Abs(y) <= Y_MAX, method="Z3 (UF + linear real arithmetic): the lemmas as ground instances")
 
 
 def limb_split_claim() -> Claim:
@@ -172,7 +208,8 @@ def scale_divisor_claim() -> Claim:
 
 def prove() -> Certificate:
     t0 = time.perf_counter()
-    claims = [division_claim(), scale_claim(), round_claim(1), round_claim(2), chain_claim(), limb_split_claim(),
+    claims = [prescale_claim(), reciprocal_claim(), largest_product_claim(), round_claim(1), round_claim(2),
+              chain_claim(), limb_split_claim(),
               partial_sum_claim(), *(accumulator_claim(a, b) for a in (1, 2) for b in (1, 2)), recombination_claim(),
               conversion_claim(), scale_divisor_claim()]
     cert = Certificate(
@@ -184,6 +221,8 @@ def prove() -> Certificate:
         CLAUSES, PAPER, claims,
         notes=["The binary32 lemmas quantify over every binary32 value, subnormals included; the uninterpreted chain "
                "uses them only at the terms HSER-2.3 computes.",
+               "One premise is assumed rather than proved: IEEE 754 correctly rounded multiplication is monotone "
+               "(and odd) in the exact product. A direct Z3 query over two binary32 products did not finish.",
                "Integer claims are induction steps over the number of terms, so they hold for every summation order, "
                "tile shape and batch split (HSER-3.1)."],
         method=__doc__)

@@ -14,14 +14,19 @@ def quantize_rows(x: np.ndarray, limbs: int) -> tuple[np.ndarray, np.ndarray]:
 
     HSER-2.1  a = max_i |x_i|, exact.
     HSER-2.2  a row with a = 0 quantizes to all zeros.
-    HSER-2.3  otherwise y_i = (x_i / a) * 127 in binary32 (two rounded operations), and
+    HSER-2.3  otherwise, in binary32: rows with a < 2**-64 are first scaled by 2**64 (exact);
+              r = 127 / a (one division per row); y_i = x_i * r;
               Q_i = round_half_even(y_i * 2**(7 * (limbs - 1))); |Q_i| <= 127 * 128**(limbs-1).
-    The integers are returned as int64; a kernel may split them into int8 limbs (HSER-2.4).
+    The integers are returned as int64; a kernel may split them into int8 limbs (HSER-2.4). The
+    absmax returned is HSER-2.1's, before the scaling of step 1 (HSER-2.5 uses it).
     """
     x = np.asarray(x, dtype=F32)
     absmax = np.max(np.abs(x), axis=1) if x.shape[1] else np.zeros(x.shape[0], F32)   # (n,)
-    safe = np.where(absmax == 0, F32(1.0), absmax)[:, None]                           # (n, 1)
-    y = (x / safe) * F32(127.0)                                                          # (n, d) binary32
+    f = np.where(absmax < F32(2.0 ** -64), F32(2.0 ** 64), F32(1.0))                    # step 1: (n,)
+    x = x * f[:, None]                                                                   # (n, d), exact
+    a = absmax * f                                                                       # (n,), exact
+    r = F32(127.0) / np.where(a == 0, F32(1.0), a)                                      # step 2: (n,) binary32
+    y = x * r[:, None]                                                                   # step 3: (n, d) binary32
     q = np.rint(y * F32(2.0 ** (7 * (limbs - 1))))                                       # exact scaling, then round
     q[absmax == 0] = 0
     return q.astype(np.int64), absmax.astype(F32)

@@ -28,7 +28,7 @@ BUGS = {
     "no-renormalise": "gates are the product of the raw level probabilities, not renormalised (HSER-8.1)",
     "plus-zero-padding": "tree sums padded with +0.0 instead of -0.0 (HSER-6.5)",
     "half-away-rounding": "quantization rounds halves away from zero (OVW-2.3)",
-    "reciprocal-quantize": "quantization multiplies by 127 / a instead of dividing by a first (HSER-2.3)",
+    "divide-quantize": "quantization divides every element by a, then multiplies by 127 (HSER-2.3 multiplies by 127 / a)",
     "per-matrix-scale": "router weights quantized with one scale per matrix, not per row (HSER-2.6)",
     "shape-before-seed": "hidden-state shape checked before the seed (HSER-10.3)",
     "rank-probabilities": "top-k ranks the binary32 probabilities instead of the logits (HSER-5.4)",
@@ -115,7 +115,8 @@ class PlantedRouter:
         a = F32(np.max(np.abs(x))) if x.size else F32(0)
         if a == 0:
             return np.zeros(x.shape, np.int64), a, F64(0)
-        y = x * (F32(127) / a) if self.bug == "reciprocal-quantize" else (x / a) * F32(127)
+        pre = F32(2.0 ** 64) if a < F32(2.0 ** -64) else F32(1)             # HSER-2.3 step 1
+        y = (x / a) * F32(127) if self.bug == "divide-quantize" else (x * pre) * (F32(127) / (a * pre))
         y = y * F32(128 ** (limbs - 1))
         q = np.sign(y) * np.floor(np.abs(y) + F32(0.5)) if self.bug == "half-away-rounding" else np.rint(y)
         return q.astype(np.int64), a, F64(a) / F64(127 * 128 ** (limbs - 1))

@@ -36,7 +36,7 @@ EXPECTED = {
                           {OP + "tree-sum-n8", OP + "tree-sum-n1", OP + "softmax-basic", R + "basic"}),
     "half-away-rounding": ({OP + "quantize-half-even-limbs1", OP + "quantize-half-even-limbs2"},
                            {OP + "mix64", OP + "canonical-exp-sweep", R + "basic"}),
-    "reciprocal-quantize": ({OP + "quantize-limbs1", OP + "quantize-limbs2"},
+    "divide-quantize": ({OP + "quantize-reciprocal-order-limbs1", OP + "quantize-reciprocal-order-limbs2"},
                             {OP + "mix64", OP + "tree-sum-n5", OP + "top-k-random"}),
     "per-matrix-scale": ({R + "extreme-weights", R + "basic"}, {OP + "quantize-limbs2", OP + "logits-h2-w2"}),
     "shape-before-seed": ({E + "order-seed-first", E + "order-empty-before-shape", E + "order-duplicate-before-shape"},

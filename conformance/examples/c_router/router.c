@@ -147,9 +147,11 @@ static float quantize_row(const float *x, long long d, int limbs, int64_t *q, do
     float a = 0.0f;
     for (long long i = 0; i < d; i++) { float m = fabsf(x[i]); if (m > a) a = m; }
     float lift = limbs == 1 ? 1.0f : 128.0f;
+    float pre = a < 0x1p-64f ? 0x1p64f : 1.0f;      /* step 1: rows with a < 2**-64 scaled, exactly */
+    float r = a == 0.0f ? 0.0f : 127.0f / (a * pre);  /* step 2: one division per row */
     for (long long i = 0; i < d; i++) {
         if (a == 0.0f) { q[i] = 0; continue; }
-        float y = (x[i] / a) * 127.0f;                /* two rounded binary32 operations */
+        float y = (x[i] * pre) * r;                   /* step 3: exact prescale, one rounded product */
         q[i] = (int64_t)nearbyintf(y * lift);         /* exact scaling, round half to even */
     }
     *scale = (double)a / quant_divisor(limbs);
