@@ -25,33 +25,16 @@ import math
 import numbers
 from collections.abc import Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import torch
 
 from lite_llm.spec.config import ModelConfig
 from lite_llm.spec.errors import LiteLLMError, ShapeError
+from lite_llm.spec.results import AuxLoss
 
 from .router import RouteResult
 
 DEFAULT_ALPHA = 0.01        # the default weight alpha (AUX-1.4)
-
-
-@dataclass(frozen=True)
-class AuxLoss:
-    """L_aux with its breakdown (AUX-1.4). ``float(loss)`` is the total."""
-
-    total: float                                  # alpha * sum of every CV below
-    alpha: float                                  # the weight alpha (AUX-1.4), default 0.01
-    cv: tuple[tuple[float, float, float], ...]    # per layer: (CV_1, CV_2, CV_3), not scaled by alpha
-
-    @property
-    def per_layer(self) -> tuple[float, ...]:
-        """alpha * (CV_1 + CV_2 + CV_3) of each layer."""
-        return tuple(self.alpha * (a + b + c) for a, b, c in self.cv)
-
-    def __float__(self) -> float:
-        return self.total
 
 
 def cv(p: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lite_llm.spec.config import ModelConfig
+from lite_llm.spec.results import AuxLoss
 
 from .router import RouteResult
 
@@ -27,23 +28,6 @@ class RouterBatch:
 
     probs: np.ndarray    # (n, c) binary64: the router's softmax for each of the n tokens that reached it
     chosen: np.ndarray   # (n, c) bool: the candidates each token chose (top-k)
-
-
-@dataclass(frozen=True)
-class AuxLoss:
-    """L_aux with its breakdown (AUX-1.4). ``float(loss)`` is the total."""
-
-    total: float                                  # alpha * sum of every CV below
-    alpha: float                                  # the weight alpha (AUX-1.4), default 0.01
-    cv: tuple[tuple[float, float, float], ...]    # per layer: (CV_1, CV_2, CV_3), not scaled by alpha
-
-    @property
-    def per_layer(self) -> tuple[float, ...]:
-        """alpha * (CV_1 + CV_2 + CV_3) of each layer."""
-        return tuple(self.alpha * (a + b + c) for a, b, c in self.cv)
-
-    def __float__(self) -> float:
-        return self.total
 
 
 def cv(p) -> float:

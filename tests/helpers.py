@@ -1,6 +1,9 @@
 """Small builders shared by the tests."""
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
+
 import numpy as np
 
 from lite_llm.spec.config import config_from_dict, seed_to_json
@@ -44,3 +47,30 @@ def assert_same_record(r1, r2):
     for f in RECORD_FIELDS:
         assert_same_bits(getattr(r1, f), getattr(r2, f), f)
     assert r1.tier_set == r2.tier_set
+
+
+class Crash(Exception):
+    """A simulated failure in the middle of a write."""
+
+
+@contextmanager
+def crash_at_call(monkeypatch, n: int):
+    """Make the n-th call of os.replace or os.fsync (counted together) raise Crash; restore both after."""
+    real_replace, real_fsync = os.replace, os.fsync
+    calls = {"k": 0}
+
+    def counted(real):
+        def f(*a):
+            calls["k"] += 1
+            if calls["k"] == n:
+                raise Crash(f"crash at call {n}")
+            return real(*a)
+        return f
+
+    monkeypatch.setattr(os, "replace", counted(real_replace))
+    monkeypatch.setattr(os, "fsync", counted(real_fsync))
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(os, "replace", real_replace)
+        monkeypatch.setattr(os, "fsync", real_fsync)

@@ -23,7 +23,7 @@ from lite_llm.reference.checkpoint import load_checkpoint, save_checkpoint, veri
 from lite_llm.reference.weights import dense_shapes, init_model_weights, tier_shapes
 from lite_llm.spec.clauses import all_clauses, referenced_ids, registry
 from lite_llm.spec.errors import CHECKPOINT_ERRORS, CheckpointError, ERROR_CODES
-from tests.helpers import assert_same_bits, bits, make_config
+from tests.helpers import Crash, assert_same_bits, bits, crash_at_call, make_config
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = 11
@@ -516,33 +516,17 @@ def test_save_refuses_weights_that_do_not_match_the_config(tmp_path, case, fragm
     assert not (tmp_path / "c").exists()
 
 
-class Crash(Exception):
-    """A simulated failure in the middle of a write."""
-
-
 def test_interrupted_save_leaves_no_checkpoint_and_no_temp_files(tmp_path, monkeypatch):
     """CKPT-4.1, CKPT-4.2: fail at every rename and fsync in turn; never a manifest without its shards."""
     cfg = small_config()
     w = init_model_weights(cfg, SEED)
-    real_replace, real_fsync = os.replace, os.fsync
     step, n = 0, 0
     while True:
         n += 1
         d = tmp_path / f"try{n}"
-        calls = {"k": 0}
-
-        def counted(real):
-            def f(*a):
-                calls["k"] += 1
-                if calls["k"] == n:
-                    raise Crash(f"crash at step {n}")
-                return real(*a)
-            return f
-
-        monkeypatch.setattr(os, "replace", counted(real_replace))
-        monkeypatch.setattr(os, "fsync", counted(real_fsync))
         try:
-            save_checkpoint(d, cfg, w)
+            with crash_at_call(monkeypatch, n):
+                save_checkpoint(d, cfg, w)
         except Crash:
             step += 1
             assert not [p for p in d.iterdir() if p.name.endswith(".tmp")], "a temporary file was left behind"
@@ -551,9 +535,6 @@ def test_interrupted_save_leaves_no_checkpoint_and_no_temp_files(tmp_path, monke
             else:
                 expect(d, "E_CKPT_MISSING", "manifest")
             continue
-        finally:
-            monkeypatch.setattr(os, "replace", real_replace)
-            monkeypatch.setattr(os, "fsync", real_fsync)
         break
     assert step >= 2 * (cfg.n_tiers + 2), f"only {step} crash points exercised"
     assert verify_checkpoint(d).ok

@@ -27,7 +27,7 @@ from lite_llm.reference.weights import init_model_weights, init_tier_weights, ti
 from lite_llm.spec.config import PLACEMENTS, TierConfig, config_to_dict
 from lite_llm.spec.errors import CheckpointError, LiteLLMError
 from lite_llm.spec.tierset import parse_tier_set
-from tests.helpers import assert_same_bits, assert_same_record, gaussian, make_config
+from tests.helpers import Crash, assert_same_bits, assert_same_record, crash_at_call, gaussian, make_config
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = 21
@@ -182,40 +182,21 @@ def test_damaged_checkpoint_is_refused_before_writing(saved):
     assert e.value.code == "E_CKPT_SCHEMA"
 
 
-class Crash(Exception):
-    """A simulated failure in the middle of the expansion."""
-
-
 def test_interrupted_expansion_leaves_the_old_checkpoint(saved, monkeypatch):
     """EXP-1.4, CKPT-4.3: fail at every fsync and rename in turn; the old checkpoint stays valid and
     loads bit-identically until the manifest's rename commits the new one."""
     d, cfg, w = saved
     old_manifest = (d / MANIFEST).read_bytes()
     old_files = committed_bytes(d)
-    real_replace, real_fsync = os.replace, os.fsync
     n, seen_old, seen_new = 0, 0, 0
     while True:
         n += 1
-        calls = {"k": 0}
-
-        def counted(real):
-            def f(*a):
-                calls["k"] += 1
-                if calls["k"] == n:
-                    raise Crash(f"crash at call {n}")
-                return real(*a)
-            return f
-
-        monkeypatch.setattr(os, "replace", counted(real_replace))
-        monkeypatch.setattr(os, "fsync", counted(real_fsync))
         try:
-            expand_checkpoint(d, NEW, 5)
+            with crash_at_call(monkeypatch, n):
+                expand_checkpoint(d, NEW, 5)
             done = True
         except Crash:
             done = False
-        finally:
-            monkeypatch.setattr(os, "replace", real_replace)
-            monkeypatch.setattr(os, "fsync", real_fsync)
         if done:
             break
         assert not [p.name for p in d.iterdir() if p.name.endswith(".tmp")]
