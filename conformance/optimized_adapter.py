@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .adapters import Request
-from .reference_adapter import RECORD_FIELDS, parse_config
+from .reference_adapter import RECORD_FIELDS, parse_config, tier_set_outputs
 
 
 def _torch():
@@ -82,12 +82,7 @@ class OptimizedAdapter:
         # The optimized package resolves TierSets with the shared spec module lite_llm.spec.tierset
         # (router, moe, model: tier_set for names/ids; checkpoint: parse_tier_set for the string forms),
         # so this case runs the code the optimized package runs, the way optimized.checkpoint calls it.
-        from lite_llm.spec.tierset import parse_tier_set, tier_set
-
-        cfg = parse_config(req.config)
-        spec = req.params["tierset"]
-        ids = parse_tier_set(cfg, spec) if isinstance(spec, str) else tier_set(cfg, spec)
-        return {"tiers": np.asarray(ids, np.int32)}
+        return tier_set_outputs(req)
 
     def op_quantize(self, req: Request) -> dict:
         from lite_llm.optimized.quantize import dequant_scale, quantize_rows

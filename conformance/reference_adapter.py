@@ -63,6 +63,16 @@ def router_inputs(req: Request, n_tiers: int, prefix: str = ""):
                          tuple(get("expert", t) for t in range(n_tiers)))
 
 
+def tier_set_outputs(req: Request) -> dict:
+    """The ``tier_set`` operation: TierSets are resolved by the shared spec module (TIER-2, TIER-3)."""
+    from lite_llm.spec.tierset import parse_tier_set, tier_set
+
+    cfg = parse_config(req.config)
+    spec = req.params["tierset"]
+    ids = parse_tier_set(cfg, spec) if isinstance(spec, str) else tier_set(cfg, spec)
+    return {"tiers": np.asarray(ids, np.int32)}
+
+
 class ReferenceAdapter:
     """Runs every operation with ``lite_llm.reference`` (the executable meaning of the spec)."""
 
@@ -86,12 +96,7 @@ class ReferenceAdapter:
         return record_outputs(r)
 
     def op_tier_set(self, req: Request) -> dict:
-        from lite_llm.spec.tierset import parse_tier_set, tier_set
-
-        cfg = parse_config(req.config)
-        spec = req.params["tierset"]
-        ids = parse_tier_set(cfg, spec) if isinstance(spec, str) else tier_set(cfg, spec)
-        return {"tiers": np.asarray(ids, np.int32)}
+        return tier_set_outputs(req)
 
     # --- routing level: the pieces (operation cases) -------------------------------------------
     def op_quantize(self, req: Request) -> dict:

@@ -74,3 +74,19 @@ def crash_at_call(monkeypatch, n: int):
     finally:
         monkeypatch.setattr(os, "replace", real_replace)
         monkeypatch.setattr(os, "fsync", real_fsync)
+
+
+def small_checkpoint_config(**extra):
+    """Three small tiers, two layers: the model the checkpoint and expansion tests save."""
+    return make_config(tiers=((2, 2), (3, 2), (2, 3)), d=8, n_layers=2, vocab_size=16, **extra)
+
+
+def save_small_checkpoint(path, seed):
+    """Save a freshly initialised small_checkpoint_config model at ``path``: (path, cfg, weights)."""
+    from lite_llm.reference.checkpoint import save_checkpoint
+    from lite_llm.reference.weights import init_model_weights
+
+    cfg = small_checkpoint_config()
+    w = init_model_weights(cfg, seed)
+    save_checkpoint(path, cfg, w)
+    return path, cfg, w

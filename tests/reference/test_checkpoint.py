@@ -23,24 +23,20 @@ from lite_llm.reference.checkpoint import load_checkpoint, save_checkpoint, veri
 from lite_llm.reference.weights import dense_shapes, init_model_weights, tier_shapes
 from lite_llm.spec.clauses import all_clauses, referenced_ids, registry
 from lite_llm.spec.errors import CHECKPOINT_ERRORS, CheckpointError, ERROR_CODES
-from tests.helpers import Crash, assert_same_bits, bits, crash_at_call, make_config
+from tests.helpers import (Crash, assert_same_bits, bits, crash_at_call, save_small_checkpoint,
+                           small_checkpoint_config)
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = 11
 
 
-def small_config(**extra):
-    return make_config(tiers=((2, 2), (3, 2), (2, 3)), d=8, n_layers=2, vocab_size=16, **extra)
+small_config = small_checkpoint_config
 
 
 @pytest.fixture
 def saved(tmp_path):
     """A saved three-tier checkpoint: (directory, cfg, weights)."""
-    cfg = small_config()
-    w = init_model_weights(cfg, SEED)
-    d = tmp_path / "ckpt"
-    save_checkpoint(d, cfg, w)
-    return d, cfg, w
+    return save_small_checkpoint(tmp_path / "ckpt", SEED)
 
 
 def manifest(d) -> dict:

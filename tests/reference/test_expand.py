@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -27,24 +26,20 @@ from lite_llm.reference.weights import init_model_weights, init_tier_weights, ti
 from lite_llm.spec.config import PLACEMENTS, TierConfig, config_to_dict
 from lite_llm.spec.errors import CheckpointError, LiteLLMError
 from lite_llm.spec.tierset import parse_tier_set
-from tests.helpers import Crash, assert_same_bits, assert_same_record, crash_at_call, gaussian, make_config
+from tests.helpers import (Crash, assert_same_bits, assert_same_record, crash_at_call, gaussian, make_config,
+                           save_small_checkpoint, small_checkpoint_config)
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = 21
 NEW = TierConfig("tier_new", groups=3, experts_per_group=2, d_ff=4, placement="NVMe")
 
 
-def small_config(**extra):
-    return make_config(tiers=((2, 2), (3, 2), (2, 3)), d=8, n_layers=2, vocab_size=16, **extra)
+small_config = small_checkpoint_config
 
 
 @pytest.fixture
 def saved(tmp_path):
-    cfg = small_config()
-    w = init_model_weights(cfg, SEED)
-    d = tmp_path / "ckpt"
-    save_checkpoint(d, cfg, w)
-    return d, cfg, w
+    return save_small_checkpoint(tmp_path / "ckpt", SEED)
 
 
 def file_bytes(d) -> dict[str, bytes]:
