@@ -188,7 +188,7 @@ def init_cases() -> list[CaseSpec]:
 
 
 def param_cases() -> list[CaseSpec]:
-    from lite_llm.configs import resolve_config
+    from lite_llm.spec.configs import resolve_config
     from lite_llm.spec.config import config_to_dict
 
     out = []

@@ -177,7 +177,7 @@ def form_text() -> str:
 
 
 def prove() -> Certificate:
-    from lite_llm.configs import resolve_config
+    from lite_llm.spec.configs import resolve_config
 
     t0 = time.perf_counter()
     cfg = resolve_config(CONFIG)

@@ -53,7 +53,7 @@ def test_console_script_runs():
 
 def test_budget_tierset_from_a_file(tmp_path, capsys):
     """TIER-3.4, SEL-2.4: --tierset budget:FILE routes with the exact budget-constrained TierSet."""
-    from lite_llm.configs import resolve_config
+    from lite_llm.spec.configs import resolve_config
     from lite_llm.reference.selection import select_budget
 
     spec = {"utility": [1.0, 3.0, 2.0], "latency": [1.0, 2.0, 2.0], "memory": [1.0, 1.0, 1.0], "tau": 3.0, "mu": None}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lite_llm.configs import resolve_config
+from lite_llm.spec.configs import resolve_config
 from lite_llm.spec.tierset import parse_tier_set
 
 

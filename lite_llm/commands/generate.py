@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from lite_llm.configs import resolve_config
+from lite_llm.spec.configs import resolve_config
 from lite_llm.spec.config import parse_seed
 from lite_llm.spec.errors import ConfigError, TokenError
 from lite_llm.commands.tierset_arg import HELP as TIERSET_HELP, resolve_tier_set

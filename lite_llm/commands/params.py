@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from lite_llm.configs import resolve_config
+from lite_llm.spec.configs import resolve_config
 from lite_llm.spec.tierset import parse_tier_set
 
 

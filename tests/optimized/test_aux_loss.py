@@ -12,7 +12,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lite_llm.configs import resolve_config
+from lite_llm.spec.configs import resolve_config
 from lite_llm.optimized.aux_loss import DEFAULT_ALPHA, aux_loss, layer_cvs
 from lite_llm.optimized.model import forward
 from lite_llm.optimized.router import RECORD_FIELDS, RouteResult, load_router, route

@@ -11,7 +11,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lite_llm.configs import resolve_config
+from lite_llm.spec.configs import resolve_config
 from lite_llm.optimized.generate import generate, greedy_token
 from lite_llm.optimized.model import forward, load_model
 from lite_llm.optimized.moe import combine, moe_layer

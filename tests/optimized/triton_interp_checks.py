@@ -186,7 +186,7 @@ def bucket_plan_covers_every_slot_once(device):
 def moe_grouped_gemm_and_combine(device):
     """The MoE kernels: experts within 1e-5 of the torch path, the combine bit for bit, and a token's
     output the same bits alone and in a batch (MODEL-3.3, MODEL-3.5)."""
-    from lite_llm.configs import resolve_config
+    from lite_llm.spec.configs import resolve_config
     from lite_llm.optimized.moe import combine, expert_outputs_torch, load_moe_layer, moe_forward
     from lite_llm.optimized.triton_moe import combine_triton, expert_outputs_triton, grouped_swiglu
     from lite_llm.reference.weights import init_model_weights

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from lite_llm.configs import resolve_config
+from lite_llm.spec.configs import resolve_config
 from lite_llm.reference.aux_loss import (AuxLoss, RouterBatch, aux_loss, cv, importance_cv2, layer_cvs,
                                          level_routers, switch_loss)
 from lite_llm.reference.model import forward

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from lite_llm.commands.fidelity import hidden_states
-from lite_llm.configs import resolve_config
+from lite_llm.spec.configs import resolve_config
 from lite_llm.reference.fidelity import fidelity
 from lite_llm.reference.router_weights import init_router_weights
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lite_llm.cli import main
-from lite_llm.configs import resolve_config
+from lite_llm.spec.configs import resolve_config
 from lite_llm.reference.generate import generate, greedy_token
 from lite_llm.reference.model import forward
 from lite_llm.reference.weights import init_model_weights

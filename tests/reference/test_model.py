@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lite_llm.configs import resolve_config
+from lite_llm.spec.configs import resolve_config
 from lite_llm.reference.attention import self_attention
 from lite_llm.reference.experts import swiglu
 from lite_llm.reference.model import forward, forward_routing_margins

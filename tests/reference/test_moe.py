@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from lite_llm.configs import resolve_config
+from lite_llm.spec.configs import resolve_config
 from lite_llm.reference.experts import swiglu
 from lite_llm.reference.model import forward
 from lite_llm.reference.moe import moe_combine, moe_layer, routing_margins

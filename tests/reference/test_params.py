@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lite_llm.cli import main
-from lite_llm.configs import resolve_config
+from lite_llm.spec.configs import resolve_config
 from lite_llm.reference.params import (layer_active_for, p_total, param_report, tier_active_term, tier_budget,
                                        worst_case_tiers)
 from lite_llm.reference.router import route

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from lite_llm.configs import resolve_config
+from lite_llm.spec.configs import resolve_config
 from lite_llm.reference.placement import activation_stats, prefetch_order
 from lite_llm.reference.router import route
 from lite_llm.reference.router_weights import RouterWeights, init_router_weights, quantize_router

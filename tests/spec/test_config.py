@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from lite_llm.configs import bundled, resolve_config
+from lite_llm.spec.configs import bundled, resolve_config
 from lite_llm.spec.config import config_from_dict, config_to_dict, parse_seed
 from lite_llm.spec.errors import ConfigError, DuplicateTierError, EmptyTierSetError, SeedError, UnknownTierError
 from lite_llm.spec.tierset import all_tiers, cumulative, exclusive, parse_tier_set, tier_set
