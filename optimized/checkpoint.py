@@ -24,26 +24,13 @@ import torch
 from lite_llm.spec.config import ModelConfig, config_from_dict, config_schema
 from lite_llm.spec.errors import (CheckpointError, CheckpointHashError, CheckpointHeaderError, CheckpointMismatchError,
                                   CheckpointMissingError, CheckpointSchemaError, CheckpointTruncatedError, ConfigError)
+from lite_llm.spec.tensors import dense_shapes, tier_shapes
 from lite_llm.spec.tierset import all_tiers, parse_tier_set
 from lite_llm.spec.tierset import tier_set as resolve_tier_set
-
-from .model import dense_shapes
 
 MANIFEST = "manifest.json"
 SCHEMA_VERSION = 1                    # CKPT-3.2: the manifest version this reader implements
 MAX_HEADER = 100_000_000              # CKPT-2.3: the safetensors header limit
-
-
-def tier_tensor_shapes(cfg: ModelConfig, tier: int) -> dict[str, tuple[int, ...]]:
-    """The tensors of tier ``tier``'s shard: its routers and experts in every layer (INIT-2.1, INIT-2.3)."""
-    t, d = cfg.tiers[tier], cfg.d_model
-    G, E, f = t.groups, t.experts_per_group, t.d_ff
-    out = {}
-    for l in range(cfg.n_layers):
-        p = f"layers.{l}.tiers.{t.name}"
-        out.update({f"{p}.router_tier": (d,), f"{p}.router_group": (G, d), f"{p}.router_expert": (G, E, d),
-                    f"{p}.w_gate": (G, E, f, d), f"{p}.w_up": (G, E, f, d), f"{p}.w_down": (G, E, d, f)})
-    return out
 
 
 def byte_order(names) -> list[str]:
@@ -103,7 +90,7 @@ def check_manifest_agrees(raw: dict, cfg: ModelConfig, mpath: Path) -> None:
         if (e["id"], e["name"], e["placement"]) != (i, t.name, t.placement):
             raise mismatch(f"tier entry {i} is ({e['id']}, {e['name']!r}, {e['placement']!r}); "
                            f"the config says ({i}, {t.name!r}, {t.placement!r})")
-        entries.append((f"tier {t.name}", e, tier_tensor_shapes(cfg, i)))
+        entries.append((f"tier {t.name}", e, tier_shapes(cfg, i)))
     for label, e, shapes in entries:
         listed = [(t["name"], t["dtype"], tuple(t["shape"])) for t in e["tensors"]]
         want = [(n, "F32", shapes[n]) for n in byte_order(shapes)]

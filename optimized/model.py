@@ -23,6 +23,7 @@ import torch
 
 from lite_llm.spec.config import ModelConfig, parse_seed
 from lite_llm.spec.errors import RouterWeightsError, TokenError
+from lite_llm.spec.tensors import dense_shapes
 from lite_llm.spec.tierset import tier_set as resolve_tier_set
 
 from .aux_loss import DEFAULT_ALPHA, AuxLoss, aux_loss, check_alpha
@@ -51,20 +52,6 @@ class Model:
     dense: dict[str, torch.Tensor]          # INIT-2.2 names -> tensors
     moe: tuple[MoELayer, ...]               # one per layer
     device: torch.device
-
-
-def dense_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """Names and shapes of the dense tensors in the order of INIT-2.2."""
-    d, V = cfg.d_model, cfg.vocab_size
-    out: dict[str, tuple[int, ...]] = {"embed": (V, d)}
-    for l in range(cfg.n_layers):
-        out[f"layers.{l}.attn_norm"] = (d,)
-        for w in ("wq", "wk", "wv", "wo"):
-            out[f"layers.{l}.attn.{w}"] = (d, d)
-        out[f"layers.{l}.ffn_norm"] = (d,)
-    out["final_norm"] = (d,)
-    out["lm_head"] = (V, d)
-    return out
 
 
 def load_model(cfg: ModelConfig, weights: Mapping, tiers, device="cpu") -> Model:

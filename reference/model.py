@@ -27,7 +27,7 @@ from .moe import (MODEL_DTYPES, check_layer_weights, check_tensor, layer_tier_sh
                   working_weights)
 from .norm import rms_norm
 from .router import RouteResult
-from .weights import dense_shapes
+from lite_llm.spec.tensors import dense_shapes
 
 
 @dataclass(frozen=True)

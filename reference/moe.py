@@ -19,7 +19,7 @@ from .quantize import dequant_scale, quantize_rows
 from .router import RouteResult, route
 from .router_weights import RouterWeights, quantize_router
 from .validate import hidden_as_float32
-from .weights import tier_shapes
+from lite_llm.spec.tensors import tier_shapes
 
 MODEL_DTYPES = (np.float32, np.float64)
 

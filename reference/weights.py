@@ -6,46 +6,12 @@ rule is all the checkpoint format needs to put tensors into shards (one per tier
 """
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
 from lite_llm.spec.config import ModelConfig
+from lite_llm.spec.tensors import TIER_TENSOR, dense_shapes, tier_shapes  # noqa: F401 - re-exported names
 
 from .init import fan_in_bound, uniform_tensor
-
-TIER_TENSOR = re.compile(r"^layers\.(\d+)\.tiers\.([a-z][a-z0-9_]*)\.([a-z_]+)$")
-
-
-def dense_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """Names and shapes of the dense tensors (INIT-2.2), in canonical order."""
-    d, V = cfg.d_model, cfg.vocab_size
-    out: dict[str, tuple[int, ...]] = {"embed": (V, d)}
-    for l in range(cfg.n_layers):
-        out[f"layers.{l}.attn_norm"] = (d,)
-        for w in ("wq", "wk", "wv", "wo"):
-            out[f"layers.{l}.attn.{w}"] = (d, d)
-        out[f"layers.{l}.ffn_norm"] = (d,)
-    out["final_norm"] = (d,)
-    out["lm_head"] = (V, d)
-    return out
-
-
-def tier_shapes(cfg: ModelConfig, tier: int) -> dict[str, tuple[int, ...]]:
-    """Names and shapes of tier ``tier``'s tensors in every layer (INIT-2.1, INIT-2.3), canonical order."""
-    t = cfg.tiers[tier]
-    d, G, E, F = cfg.d_model, t.groups, t.experts_per_group, t.d_ff
-    out: dict[str, tuple[int, ...]] = {}
-    for l in range(cfg.n_layers):
-        p = f"layers.{l}.tiers.{t.name}"
-        out[f"{p}.router_tier"] = (d,)
-        out[f"{p}.router_group"] = (G, d)
-        out[f"{p}.router_expert"] = (G, E, d)
-        out[f"{p}.w_gate"] = (G, E, F, d)      # SwiGLU gate projection, (out, in) per expert
-        out[f"{p}.w_up"] = (G, E, F, d)        # SwiGLU up projection
-        out[f"{p}.w_down"] = (G, E, d, F)      # SwiGLU down projection
-    return out
-
 
 def init_bound(cfg: ModelConfig, name: str) -> np.float32 | None:
     """The uniform bound of a tensor (INIT-1.4, INIT-2.2, INIT-2.3); None for norm weights (all ones)."""

@@ -19,7 +19,7 @@ from lite_llm.reference.params import (layer_active_for, p_total, param_report, 
                                        worst_case_tiers)
 from lite_llm.reference.router import route
 from lite_llm.reference.router_weights import init_router_weights, quantize_router
-from lite_llm.reference.weights import dense_shapes, tier_shapes
+from lite_llm.spec.tensors import dense_shapes, tier_shapes
 from lite_llm.spec.config import config_from_dict
 from lite_llm.spec.errors import UnknownTierError
 from tests.helpers import gaussian

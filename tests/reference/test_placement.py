@@ -11,7 +11,7 @@ from lite_llm.spec.configs import resolve_config
 from lite_llm.reference.placement import activation_stats, prefetch_order
 from lite_llm.reference.router import route
 from lite_llm.reference.router_weights import RouterWeights, init_router_weights, quantize_router
-from lite_llm.reference.weights import tier_shapes
+from lite_llm.spec.tensors import tier_shapes
 from lite_llm.spec.config import config_from_dict, config_to_dict
 from lite_llm.spec.errors import LiteLLMError, ShapeError
 from tests.helpers import assert_same_record, gaussian
