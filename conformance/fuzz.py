@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .adapters import Request, adapter_name, close_adapter, load_adapter, offers, rejection_code, to_numpy
+from .adapters import Request, adapter_name, close_adapter, offers, rejection_code, to_numpy
+from .implementations import load_adapter
 from .tensors import bits, dtype_name
 
 F32 = np.float32
@@ -141,7 +142,8 @@ def array_literal(a: np.ndarray) -> str:
 
 
 def snippet(impl: str, device: str | None, op, cfg, params, inputs) -> str:
-    lines = ["import numpy as np", "from lite_llm.conformance.adapters import Request, load_adapter",
+    lines = ["import numpy as np", "from lite_llm.spec.adapter import Request",
+             "from lite_llm.conformance.implementations import load_adapter",
              "from lite_llm.conformance.fuzz import difference, outcome", "",
              f"config = {json.dumps(cfg)}" if cfg is not None else "config = None",
              f"params = {json.dumps(params)}", "inputs = {"]

@@ -32,7 +32,7 @@ def records(cfg: dict, hiddens, tierset, w=None) -> dict[str, np.ndarray]:
 def expected(cfg: dict, inputs: dict, tierset, alpha=None) -> dict:
     """The reference loss, and tolerances scaled as AUX-1.1 states."""
     from .adapters import Request
-    from .reference_adapter import ReferenceAdapter
+    from lite_llm.reference.adapter import ReferenceAdapter
 
     params = {"tierset": tierset, **({} if alpha is None else {"alpha": alpha})}
     return ReferenceAdapter().run(Request("", "aux_loss", cfg, params, inputs, {}))

@@ -69,7 +69,7 @@ def route_case(name, description, clauses, cfg, hidden, tierset=None, seed=0, w=
 
 
 def reference_route(cfg: dict, hidden, w, tierset, seed):
-    from .reference_adapter import ReferenceAdapter
+    from lite_llm.reference.adapter import ReferenceAdapter
     from .adapters import Request
 
     req = Request("", "route", cfg, {"tierset": tierset, "seed": seed}, {"hidden": hidden, **w},

@@ -62,7 +62,7 @@ class GeneratorError(RuntimeError):
 def reference_outputs(spec: CaseSpec) -> dict | None:
     """Run the reference on a spec as the runner runs an implementation (directory inputs copied,
     writable ones read back, CONF-3.4); None for an error case, after checking its code."""
-    from .reference_adapter import ReferenceAdapter
+    from lite_llm.reference.adapter import ReferenceAdapter
     from .runner import snapshot
 
     with tempfile.TemporaryDirectory(prefix="lite-llm-gen-") as work:

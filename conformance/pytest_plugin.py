@@ -53,7 +53,7 @@ class CaseItem(pytest.Item):
         cache = self.config._lite_llm_adapters
         impl = self.parent.impl
         if impl not in cache:
-            from .adapters import load_adapter
+            from .implementations import load_adapter
 
             cache[impl] = load_adapter(impl, self.config.getoption("lite_llm_device"))
         return cache[impl]

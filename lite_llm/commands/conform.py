@@ -66,7 +66,8 @@ def cuda_available() -> bool:
 
 
 def run(args) -> int:
-    from lite_llm.conformance.adapters import close_adapter, load_adapter
+    from lite_llm.conformance.adapters import close_adapter
+    from lite_llm.conformance.implementations import load_adapter
     from lite_llm.conformance.case import CaseFormatError, LEVELS, default_vectors_root, load_cases
     from lite_llm.conformance.coverage import uncovered
     from lite_llm.conformance.report import failures_text, table, to_junit, to_markdown, write_json

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lite_llm.conformance.adapters import close_adapter, load_adapter
+from lite_llm.conformance.adapters import close_adapter
+from lite_llm.conformance.implementations import load_adapter
 from lite_llm.conformance.case import load_cases
 from lite_llm.conformance.fuzz import run_fuzz
 from lite_llm.conformance.runner import run_suite

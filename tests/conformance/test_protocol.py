@@ -10,9 +10,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from lite_llm.conformance.adapters import close_adapter, load_adapter
+from lite_llm.conformance.adapters import close_adapter
+from lite_llm.conformance.implementations import load_adapter
 from lite_llm.conformance.case import load_cases
-from lite_llm.conformance.protocol import CommandAdapter
+from lite_llm.conformance.harness import CommandAdapter
 from lite_llm.conformance.runner import run_suite
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "conformance" / "protocol.schema.json").read_text())
@@ -32,7 +33,7 @@ def harness(tmp_path: Path, body: str) -> str:
     script = tmp_path / "harness.py"
     script.write_text(textwrap.dedent("""\
         import json, sys
-        from lite_llm.conformance.adapters import load_adapter
+        from lite_llm.conformance.implementations import load_adapter
         from lite_llm.conformance.protocol import handle
         ref = load_adapter("reference")
         def answer(msg):

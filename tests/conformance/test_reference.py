@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lite_llm.conformance.adapters import load_adapter
+from lite_llm.conformance.implementations import load_adapter
 from lite_llm.conformance.case import LEVELS, default_vectors_root, load_cases
 from lite_llm.conformance.coverage import uncovered
 from lite_llm.conformance.runner import run_suite

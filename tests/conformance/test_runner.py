@@ -10,7 +10,7 @@ import pytest
 from lite_llm.conformance.case import CaseFormatError, Tolerance, TensorFile, load_cases
 from lite_llm.conformance.compare import compare_outputs, compare_tensor, first_difference
 from lite_llm.conformance.generate import CaseSpec, write_case
-from lite_llm.conformance.reference_adapter import ReferenceAdapter
+from lite_llm.reference.adapter import ReferenceAdapter
 from lite_llm.conformance.runner import read_id_list, run_suite
 from lite_llm.spec.errors import ShapeError
 

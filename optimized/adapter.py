@@ -1,5 +1,6 @@
-"""The adapter for ``--impl optimized`` (``--device cpu`` or ``cuda``): the conformance operations
-mapped onto the torch implementation ``lite_llm.optimized``.
+"""The optimized implementation's conformance adapter (``--impl optimized``, ``--device cpu`` or ``cuda``;
+or ``lite_llm.optimized.adapter:OptimizedAdapter``): the conformance operations mapped onto the torch
+implementation. It imports only the spec's adapter interface, never the reference or the suite.
 
 Inputs become torch tensors on the device; outputs come back as NumPy arrays. Only the operations
 the optimized package implements are offered (OVW-1.3); the runner skips the others as *not
@@ -16,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .adapters import Request
-from .reference_adapter import RECORD_FIELDS, parse_config, tier_set_outputs
+from lite_llm.spec.adapter import Request, record_count, request_config, tier_set_outputs, weight_inputs
+from lite_llm.spec.operations import INDEX_FIELDS, RECORD_FIELDS
 
 
 def _torch():
@@ -35,8 +36,6 @@ class OptimizedAdapter:
             raise RuntimeError("--device cuda: torch sees no CUDA device")
         if device not in ("cpu", "cuda"):
             raise ValueError(f"--device {device!r}: expected cpu or cuda")
-        import lite_llm.optimized  # noqa: F401  (fails clearly if the package is missing)
-
         self.device = torch.device(device)
         self.name = f"optimized ({device})"
         self.operations = {m[3:] for m in dir(self) if m.startswith("op_")}
@@ -64,7 +63,7 @@ class OptimizedAdapter:
     def op_route(self, req: Request) -> dict:
         from lite_llm.optimized.router import load_router, route
 
-        cfg = parse_config(req.config)
+        cfg = request_config(req)
         weights = {}
         for t, tc in enumerate(cfg.tiers):
             for kind in ("tier", "group", "expert"):
@@ -150,8 +149,6 @@ class OptimizedAdapter:
 
     # --- layer and model levels ----------------------------------------------------------------------
     def weights(self, req: Request) -> dict:
-        from .reference_adapter import weight_inputs
-
         return {k: self.tensor(v) for k, v in weight_inputs(req).items()}
 
     def op_moe_layer(self, req: Request) -> dict:
@@ -159,7 +156,7 @@ class OptimizedAdapter:
 
         x = req.inputs["x"]
         x = self.tensor(x) if x.dtype.kind == "f" else x          # other types go as they are, to be rejected
-        out, r = moe_layer(parse_config(req.config), self.weights(req), req.params["layer"], x,
+        out, r = moe_layer(request_config(req), self.weights(req), req.params["layer"], x,
                            req.params["tierset"], req.params.get("seed"), device=self.device)
         return {"out": out.cpu().numpy(), **{f"route.{f}": getattr(r, f).cpu().numpy() for f in RECORD_FIELDS},
                 "route.tier_set": np.asarray(r.tier_set, np.int32)}
@@ -167,7 +164,7 @@ class OptimizedAdapter:
     def op_forward(self, req: Request) -> dict:
         from lite_llm.optimized.model import forward
 
-        o = forward(parse_config(req.config), self.weights(req), req.inputs["tokens"], req.params["tierset"],
+        o = forward(request_config(req), self.weights(req), req.inputs["tokens"], req.params["tierset"],
                     seed=req.params.get("seed"), device=self.device)
         out = {"logits": o.logits.cpu().numpy()}
         for layer, (x, r) in enumerate(zip(o.router_inputs, o.routes)):
@@ -178,7 +175,7 @@ class OptimizedAdapter:
     def op_generate(self, req: Request) -> dict:
         from lite_llm.optimized.generate import generate
 
-        new = generate(parse_config(req.config), self.weights(req), req.inputs["prompt"],
+        new = generate(request_config(req), self.weights(req), req.inputs["prompt"],
                        req.params["max_new_tokens"], req.params["tierset"], req.params.get("seed"), device=self.device)
         return {"tokens": np.asarray(new, np.int64)}
 
@@ -195,14 +192,13 @@ class OptimizedAdapter:
         from lite_llm.spec.tierset import tier_set
 
         ids = tier_set(cfg, req.params["tierset"])
-        n = len({k.split(".")[1] for k in req.inputs if k.startswith("route.")})
         return [RouteResult(**{f: self.tensor(req.inputs[f"route.{l}.{f}"]) for f in RECORD_FIELDS}, tier_set=ids)
-                for l in range(n)]
+                for l in range(record_count(req))]
 
     def op_aux_loss(self, req: Request) -> dict:
         from lite_llm.optimized.aux_loss import aux_loss
 
-        cfg = parse_config(req.config)
+        cfg = request_config(req)
         alpha = {"alpha": req.params["alpha"]} if "alpha" in req.params else {}
         loss = aux_loss(cfg, self.records(req, cfg), **alpha)
         return {"total": np.float64(loss.total), "cv": np.array(loss.cv, np.float64).reshape(-1, 3)}
@@ -216,5 +212,3 @@ class OptimizedAdapter:
                                  verify=req.params.get("verify", True), device=self.device)
         return {"config": config_to_dict(cfg), **{k: v.cpu().numpy() for k, v in w.items()}}
 
-
-INDEX_FIELDS = ("tier", "group", "expert", "count", "chosen_tiers", "chosen_groups")

@@ -1,46 +1,26 @@
-"""The adapter for ``--impl reference``: each conformance operation mapped onto the NumPy reference.
+"""The reference's conformance adapter (``--impl reference``, or ``lite_llm.reference.adapter:ReferenceAdapter``).
 
-One method per operation, named ``op_<operation>``; the operations are documented in spec chapter
-11 (CONF-3.2) and in conformance/README.md. This is also the worked example of an in-process adapter.
+Each conformance operation (CONF-3.2, :mod:`lite_llm.spec.operations`) mapped onto the NumPy
+reference, one method per operation named ``op_<operation>``. It lives beside the implementation and
+imports only the spec's adapter interface (:mod:`lite_llm.spec.adapter`), never the conformance
+suite; the runner finds it by the same ``module:attr`` path as any other implementation's adapter.
+This is also the worked example of an in-process adapter.
 """
 from __future__ import annotations
 
-import json
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from .adapters import Request
-from .tensors import bfloat16_to_float32
-
-RECORD_FIELDS = ("tier", "group", "expert", "gate", "count", "tier_probs", "chosen_tiers", "group_probs",
-                 "chosen_groups", "expert_probs")          # the arrays of HSER-9.3 besides tier_set
+from lite_llm.spec.adapter import (Request, bfloat16_to_float32, record_count, request_config, tier_set_outputs,
+                                   weight_inputs)
+from lite_llm.spec.operations import INDEX_FIELDS, RECORD_FIELDS
 
 
 def record_outputs(r, prefix: str = "") -> dict:
     """A routing record as outputs: the arrays of HSER-9.3, tier_set included (int32)."""
     return {**{f"{prefix}{f}": getattr(r, f) for f in RECORD_FIELDS},
             f"{prefix}tier_set": np.asarray(r.tier_set, np.int32)}
-
-
-@lru_cache(maxsize=256)
-def _parse_config(text: str):
-    from lite_llm.spec.config import config_from_dict
-    from lite_llm.spec.errors import LiteLLMError
-
-    try:
-        return config_from_dict(json.loads(text)), None
-    except LiteLLMError as e:
-        return None, e
-
-
-def parse_config(d: dict):
-    """config_from_dict, memoised on the JSON text (its schema validation costs ~80 ms a call)."""
-    cfg, err = _parse_config(json.dumps(d, sort_keys=True))
-    if err is not None:
-        raise err
-    return cfg
 
 
 def hidden_input(req: Request, name: str = "hidden") -> np.ndarray:
@@ -63,16 +43,6 @@ def router_inputs(req: Request, n_tiers: int, prefix: str = ""):
                          tuple(get("expert", t) for t in range(n_tiers)))
 
 
-def tier_set_outputs(req: Request) -> dict:
-    """The ``tier_set`` operation: TierSets are resolved by the shared spec module (TIER-2, TIER-3)."""
-    from lite_llm.spec.tierset import parse_tier_set, tier_set
-
-    cfg = parse_config(req.config)
-    spec = req.params["tierset"]
-    ids = parse_tier_set(cfg, spec) if isinstance(spec, str) else tier_set(cfg, spec)
-    return {"tiers": np.asarray(ids, np.int32)}
-
-
 class ReferenceAdapter:
     """Runs every operation with ``lite_llm.reference`` (the executable meaning of the spec)."""
 
@@ -90,7 +60,7 @@ class ReferenceAdapter:
     def op_route(self, req: Request) -> dict:
         from lite_llm.reference.router import route
         from lite_llm.reference.router_weights import quantize_router
-        cfg = parse_config(req.config)
+        cfg = request_config(req)
         qr = quantize_router(cfg, router_inputs(req, cfg.n_tiers))
         r = route(hidden_input(req), qr, req.params["tierset"], req.params.get("seed"))    # HSER-4.1 default
         return record_outputs(r)
@@ -163,7 +133,7 @@ class ReferenceAdapter:
     def op_moe_layer(self, req: Request) -> dict:
         from lite_llm.reference.moe import moe_layer
 
-        cfg = parse_config(req.config)
+        cfg = request_config(req)
         out, r = moe_layer(cfg, weight_inputs(req), req.params["layer"], req.inputs["x"], req.params["tierset"],
                            req.params["seed"])
         return {"out": out, **record_outputs(r, "route.")}
@@ -171,7 +141,7 @@ class ReferenceAdapter:
     def op_forward(self, req: Request) -> dict:
         from lite_llm.reference.model import forward
 
-        cfg = parse_config(req.config)
+        cfg = request_config(req)
         o = forward(cfg, weight_inputs(req), req.inputs["tokens"], req.params["tierset"], seed=req.params["seed"])
         out = {"logits": o.logits}
         for layer, (x, r) in enumerate(zip(o.router_inputs, o.routes)):
@@ -182,7 +152,7 @@ class ReferenceAdapter:
     def op_generate(self, req: Request) -> dict:
         from lite_llm.reference.generate import generate
 
-        cfg = parse_config(req.config)
+        cfg = request_config(req)
         new = generate(cfg, weight_inputs(req), req.inputs["prompt"], req.params["max_new_tokens"],
                        req.params["tierset"], req.params["seed"])
         return {"tokens": np.asarray(new, np.int64)}
@@ -196,7 +166,7 @@ class ReferenceAdapter:
         from lite_llm.reference.weights import init_model_weights
         from lite_llm.spec.config import parse_seed
 
-        return init_model_weights(parse_config(req.config), parse_seed(req.params["seed"]))
+        return init_model_weights(request_config(req), parse_seed(req.params["seed"]))
 
     def op_uniform_tensor(self, req: Request) -> dict:
         from lite_llm.reference.init import uniform_tensor
@@ -215,7 +185,7 @@ class ReferenceAdapter:
 
         from lite_llm.spec.tierset import parse_tier_set
 
-        cfg = parse_config(req.config)
+        cfg = request_config(req)
         ts = req.params.get("tierset")
         r = param_report(cfg, parse_tier_set(cfg, ts) if isinstance(ts, str) else ts)
         return {"report": {k: (list(v) if isinstance(v, tuple) else v) for k, v in r.to_dict().items()}}
@@ -224,14 +194,14 @@ class ReferenceAdapter:
     def op_aux_loss(self, req: Request) -> dict:
         from lite_llm.reference.aux_loss import aux_loss
 
-        cfg = parse_config(req.config)
+        cfg = request_config(req)
         loss = aux_loss(cfg, records(req, cfg), **({"alpha": req.params["alpha"]} if "alpha" in req.params else {}))
         return {"total": np.float64(loss.total), "cv": np.array(loss.cv, np.float64).reshape(-1, 3)}
 
     def op_activation_stats(self, req: Request) -> dict:
         from lite_llm.reference.placement import activation_stats, prefetch_order
 
-        cfg = parse_config(req.config)
+        cfg = request_config(req)
         s = activation_stats(cfg, records(req, cfg), req.params["tierset"])
         col = lambda f, dt: np.array([getattr(a, f) for a in s.per_tier], dt)  # noqa: E731
         return {"chosen": col("chosen", np.int64), "frequency": col("frequency", np.float64),
@@ -244,7 +214,7 @@ class ReferenceAdapter:
 
         u, c, m, tau, mu = budget_inputs(req)
         if req.config is not None:
-            return {"tiers": list(select_for_config(parse_config(req.config), u, c, m, tau, mu))}
+            return {"tiers": list(select_for_config(request_config(req), u, c, m, tau, mu))}
         return {"tiers": list(select_budget(u, c, m, tau, mu))}
 
     def op_greedy_budget(self, req: Request) -> dict:
@@ -256,7 +226,7 @@ class ReferenceAdapter:
     def op_save_checkpoint(self, req: Request) -> dict:
         from lite_llm.reference.checkpoint import save_checkpoint
 
-        save_checkpoint(req.inputs["checkpoint"], parse_config(req.config), weight_inputs(req))
+        save_checkpoint(req.inputs["checkpoint"], request_config(req), weight_inputs(req))
         return {}
 
     def op_load_checkpoint(self, req: Request) -> dict:
@@ -287,23 +257,14 @@ class ReferenceAdapter:
         return {}
 
 
-INDEX_FIELDS = ("tier", "group", "expert", "count", "chosen_tiers", "chosen_groups")
-NOT_WEIGHTS = ("x", "tokens", "prompt", "logits")
-
-
-def weight_inputs(req: Request) -> dict:
-    """The model tensors of a request: every tensor input except the data inputs, by INIT-2 name."""
-    return {k: v for k, v in req.inputs.items() if k not in NOT_WEIGHTS and not isinstance(v, Path)}
-
-
 def records(req: Request, cfg) -> list:
     """The routing records ``route.{i}.{field}`` of a request (HSER-9.3), i = 0, 1, ..."""
     from lite_llm.reference.router import RouteResult
     from lite_llm.spec.tierset import tier_set
 
     ids = tier_set(cfg, req.params["tierset"])
-    n = len({k.split(".")[1] for k in req.inputs if k.startswith("route.")})
-    return [RouteResult(**{f: req.inputs[f"route.{i}.{f}"] for f in RECORD_FIELDS}, tier_set=ids) for i in range(n)]
+    return [RouteResult(**{f: req.inputs[f"route.{i}.{f}"] for f in RECORD_FIELDS}, tier_set=ids)
+            for i in range(record_count(req))]
 
 
 def budget_inputs(req: Request):
