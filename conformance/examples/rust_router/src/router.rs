@@ -26,7 +26,8 @@ pub fn top_k(z: &[f64], keys: &[u64], k: usize) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..z.len()).collect();
     let signed = signed_keys_bug();
     idx.sort_unstable_by(|&i, &j| {
-        z[j].partial_cmp(&z[i]).expect("logits are never NaN").then_with(|| {
+        // logits are never NaN (HSER-1.3, HSER-3.3); -0.0 and +0.0 compare equal
+        z[j].partial_cmp(&z[i]).unwrap_or(std::cmp::Ordering::Equal).then_with(|| {
             if signed {
                 (keys[i] as i64).cmp(&(keys[j] as i64))
             } else {
@@ -91,7 +92,7 @@ fn quantize_weights(cfg: &Config, inputs: &HashMap<String, Tensor>) -> Result<We
     let d = cfg.d_model;
     let mut w = Weights { tier: vec![], group: vec![], expert: vec![] };
     for (t, tier) in cfg.tiers.iter().enumerate() {
-        let mut take = |kind: &str, shape: Vec<usize>| -> Result<Vec<f32>, Reject> {
+        let take = |kind: &str, shape: Vec<usize>| -> Result<Vec<f32>, Reject> {
             let name = format!("router_{kind}.{t}");
             let wrong = |why: String| Reject::new("E_WEIGHTS", format!("{name} (tier {t}, {} router): {why}", kind));
             let x = inputs.get(&name).ok_or_else(|| wrong("missing".into()))?;
