@@ -7,7 +7,7 @@ and the semantic limits JSON Schema cannot express, raising :class:`ConfigError`
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -150,12 +150,30 @@ def config_from_dict(d: dict) -> ModelConfig:
     except jsonschema.ValidationError as e:
         where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
         raise ConfigError(f"config field {where}: {e.message}") from None
+    check_integer_fields(d)
     router = RouterConfig(**{**d["router"], "seed": parse_seed(d["router"].get("seed", 0))})
     tiers = tuple(TierConfig(**t) for t in d["tiers"])
     rest = {k: v for k, v in d.items() if k not in ("spec_version", "tiers", "router")}
     cfg = ModelConfig(tiers=tiers, router=router, **rest)
     check_config(cfg)
     return cfg
+
+
+def check_integer_fields(d: dict) -> None:
+    """TIER-1.1: a field the config types as an integer holds a JSON integer, not ``1000.0``.
+
+    JSON Schema counts ``1000.0`` as an integer; the spec does not: such a value is an E_CONFIG.
+    """
+    def check(obj: dict, cls, where: str) -> None:
+        for f in fields(cls):
+            v = obj.get(f.name)
+            if f.type == "int" and f.name != "seed" and v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+                raise ConfigError(f"config field {where}{f.name}: {v!r} is not an integer")
+
+    check(d, ModelConfig, "")
+    check(d.get("router", {}), RouterConfig, "router/")
+    for i, t in enumerate(d.get("tiers", [])):
+        check(t, TierConfig, f"tiers/{i}/")
 
 
 def check_config(cfg: ModelConfig) -> None:
@@ -203,14 +221,20 @@ def config_to_dict(cfg: ModelConfig) -> dict:
 
 def load_config(path: str | Path) -> ModelConfig:
     """Read and validate a JSON config file; errors name the file."""
+    from . import jsonio
+
     path = Path(path)
     try:
-        d = json.loads(path.read_text())
+        d = jsonio.loads(path.read_bytes())
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
-    except json.JSONDecodeError as e:
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
+    except ValueError as e:                     # json.JSONDecodeError is a ValueError
         raise ConfigError(f"config file {path} is not valid JSON: {e}") from None
     try:
         return config_from_dict(d)
     except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from None
+        raise ConfigError(f"{path}: {e.message}") from None
