@@ -44,7 +44,7 @@ def check_tensor(weights: Mapping, name: str, shape: tuple[int, ...]) -> np.ndar
     bad = ~np.isfinite(a)
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise RouterWeightsError(f"tensor {name!r} holds {a[where]!r} at index {where} "
+        raise RouterWeightsError(f"tensor {name!r} holds {float(a[where])!r} at index {where} "
                                  f"({int(bad.sum())} non-finite value(s) in all)", clause="MODEL-1.3")
     return a
 

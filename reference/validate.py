@@ -33,4 +33,4 @@ def check_finite(x: np.ndarray, what: str, error=NonFiniteError) -> None:
     bad = ~np.isfinite(x)
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise error(f"{what} hold {x[where]!r} at index {where} ({int(bad.sum())} non-finite value(s) in all)")
+        raise error(f"{what} hold {float(x[where])!r} at index {where} ({int(bad.sum())} non-finite value(s) in all)")

@@ -20,13 +20,21 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     import torch
 
+    from lite_llm.commands.inputs import UsageError, output_path
+
+    output_path(args.json, "--json")                                   # checked before any timing
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: torch sees no CUDA device")
+    if device == "cpu" and not args.quick:
+        raise UsageError("the full-size benchmarks are GPU sizes and take well over 10 minutes on a CPU; "
+                         "use --quick for a CPU smoke test of the code paths, or run on a GPU (--device cuda)")
     if args.what == "router":
         if args.scenario == "S3":
-            raise SystemExit("lite-llm bench router: S3 is the MoE benchmark (lite-llm bench moe)")
+            raise UsageError("S3 is the MoE benchmark: lite-llm bench moe")
         from lite_llm.benchmarks.bench_router import run as run_router
         return run_router(args.scenario, device, args.quick, args.json)
     if args.scenario not in ("S3", "all"):
-        raise SystemExit(f"lite-llm bench moe: {args.scenario} is a router scenario (lite-llm bench router)")
+        raise UsageError(f"{args.scenario} is a router scenario: lite-llm bench router --scenario {args.scenario}")
     from lite_llm.benchmarks.bench_moe import run as run_moe
     return run_moe(device, args.quick, args.json)

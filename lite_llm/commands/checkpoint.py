@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+from lite_llm.commands.inputs import add_allow_large, check_memory, model_bytes
 from lite_llm.spec.configs import resolve_config
 from lite_llm.spec.config import PLACEMENTS, TierConfig, parse_seed
 from lite_llm.spec.errors import ConfigError
@@ -18,6 +19,7 @@ def add_parser(sub) -> None:
     q.add_argument("dir", metavar="DIR", help="checkpoint directory to create (must not hold a checkpoint)")
     q.add_argument("--config", required=True, help="config JSON file or bundled name (e.g. tiny)")
     q.add_argument("--seed", required=True, help="initialisation seed, an integer or 0x-hex in [0, 2**64)")
+    add_allow_large(q)
     q.set_defaults(func=run_init)
 
     q = cmds.add_parser("expand", help="add a tier, initialised from a seed; existing shards stay byte-identical")
@@ -27,6 +29,7 @@ def add_parser(sub) -> None:
     q.add_argument("--seed", required=True, help="initialisation seed of the new tier's tensors")
     q.add_argument("--no-verify", action="store_true",
                    help="skip hashing the existing shards first (sizes and headers are still checked)")
+    add_allow_large(q)
     q.set_defaults(func=run_expand)
 
     q = cmds.add_parser("inspect", help="print the tiers, budgets, placements, sizes and hashes")
@@ -38,6 +41,7 @@ def add_parser(sub) -> None:
     q.add_argument("dir", metavar="DIR", help="checkpoint directory")
     q.add_argument("--tierset", default=None,
                    help="check only the dense shard and these tiers: all | exclusive:NAME | cumulative:NAME | a,b")
+    q.add_argument("--json", action="store_true", help="print the verdict and every problem as one JSON object")
     q.set_defaults(func=run_verify)
 
 
@@ -60,6 +64,7 @@ def run_init(args) -> int:
 
     cfg = resolve_config(args.config)
     seed = parse_seed(args.seed)
+    check_memory(model_bytes(cfg), f"initialising {args.config}", args.allow_large)
     m = save_checkpoint(args.dir, cfg, init_model_weights(cfg, seed))
     print(f"saved checkpoint {args.dir}: {cfg.n_tiers} tiers, {total_parameters(m.raw):,} parameters, seed {seed}")
     return 0
@@ -68,7 +73,11 @@ def run_init(args) -> int:
 def run_expand(args) -> int:
     from lite_llm.reference.expand import expand_checkpoint
 
+    from lite_llm.reference.checkpoint import read_manifest
+
     tier = parse_tier(args.tier)
+    cfg = read_manifest(args.dir).cfg.with_tier(tier)              # validates the tier (TIER-1.1) before any work
+    check_memory(model_bytes(cfg, [cfg.n_tiers - 1]), f"initialising tier {tier.name}", args.allow_large)
     m = expand_checkpoint(args.dir, tier, parse_seed(args.seed), verify=not args.no_verify)
     e = m.tiers[-1]
     print(f"added tier {e['name']} (id {e['id']}, {e['placement']}, budget {e['budget']:,} parameters) "
@@ -81,12 +90,19 @@ def total_parameters(raw: dict) -> int:
 
 
 def run_inspect(args) -> int:
-    from lite_llm.reference.checkpoint import read_manifest
+    import sys
+
+    from lite_llm.reference.checkpoint import read_manifest, verify_checkpoint
 
     m = read_manifest(args.dir)
+    rep = verify_checkpoint(args.dir)                         # a damaged checkpoint is never shown without a warning
+    if not rep.ok:
+        first = rep.problems[0]
+        print(f"warning: checkpoint {args.dir} is NOT valid ({len(rep.problems)} problem(s), first: {first.file}: "
+              f"{first.code} {first.message}); run 'lite-llm checkpoint verify {args.dir}'", file=sys.stderr)
     if args.json:
         print(json.dumps(m.raw, sort_keys=True, indent=2))
-        return 0
+        return 0 if rep.ok else 1
     c, r = m.cfg, m.cfg.router
     print(f"checkpoint {args.dir} ({m.raw['format']}, schema {m.raw['schema_version']}, spec {m.raw['spec_version']})")
     print(f"model: d_model {c.d_model}, {c.n_layers} layers, {c.n_heads} heads, vocab {c.vocab_size}; "
@@ -105,13 +121,23 @@ def run_inspect(args) -> int:
     nbytes = d["bytes"] + sum(e["bytes"] for e in m.tiers)
     print(f"total: {total_parameters(m.raw):,} parameters ({d['parameters']:,} dense + "
           f"{sum(e['budget'] for e in m.tiers):,} in {c.n_tiers} tiers), {nbytes:,} bytes of shards")
-    return 0
+    return 0 if rep.ok else 1
 
 
 def run_verify(args) -> int:
     from lite_llm.reference.checkpoint import verify_checkpoint
 
     rep = verify_checkpoint(args.dir, args.tierset)
+    if args.json:
+        problems = ([rep.manifest_problem] if rep.manifest_problem is not None else []) + \
+                   [s.problem for s in rep.shards if s.problem is not None]
+        print(json.dumps({"checkpoint": str(args.dir), "tierset": args.tierset, "ok": rep.ok,
+                          "problems": [{"file": str(p.file), "code": p.code, "clause": p.clause, "message": p.message}
+                                       for p in problems],
+                          "shards": [{"file": str(s.file), "label": s.label, "ok": s.problem is None}
+                                     for s in rep.shards], "orphans": sorted(rep.orphans)}))
+        return 0 if rep.ok else 1
+
     def fail(p):
         print(f"FAIL  {p.file}: {p.code} [{p.clause}] {p.message}")
 

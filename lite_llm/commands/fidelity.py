@@ -1,21 +1,27 @@
 """``lite-llm fidelity``: how often the exact router agrees with an unquantized float64 router (HSER-2.7)."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
+from lite_llm.commands.inputs import UsageError, load_npy, non_negative_int, positive_int
 from lite_llm.spec.configs import resolve_config
 from lite_llm.spec.tierset import parse_tier_set
+
+SYNTHETIC = ("gaussian", "heavy")
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("fidelity", help="measure quantized-router agreement with a float64 router (HSER-2.7)")
     p.add_argument("--config", default="fidelity-hser", help="config file or bundled name (default fidelity-hser)")
-    p.add_argument("--tokens", type=int, default=4096)
-    p.add_argument("--hidden", choices=("gaussian", "heavy"), default="heavy",
-                   help="Gaussian, or heavy-tailed with outlier channels (default)")
-    p.add_argument("--input-seed", type=int, default=0)
-    p.add_argument("--weights-seed", type=int, default=1)
+    p.add_argument("--tokens", type=positive_int, default=4096, help="synthetic tokens to route (default 4096)")
+    p.add_argument("--hidden", default="heavy", metavar="gaussian|heavy|FILE.npy",
+                   help="Gaussian, heavy-tailed with outlier channels (default), or your hidden states (T, d_model)")
+    p.add_argument("--input-seed", type=non_negative_int, default=0)
+    p.add_argument("--weights-seed", type=non_negative_int, default=1)
     p.add_argument("--tierset", default="all")
+    p.add_argument("--json", action="store_true", help="print the table as one JSON object on stdout")
     p.set_defaults(func=run)
 
 
@@ -33,10 +39,21 @@ def run(args) -> int:
     from lite_llm.reference.router_weights import init_router_weights
 
     cfg = resolve_config(args.config)
-    h = hidden_states(args.hidden, args.tokens, cfg.d_model, args.input_seed)
+    if args.hidden in SYNTHETIC:
+        h = hidden_states(args.hidden, args.tokens, cfg.d_model, args.input_seed)
+    else:
+        h = load_npy(args.hidden, "--hidden")
+        if h.ndim != 2 or h.shape[0] == 0 or h.shape[1] != cfg.d_model:
+            raise UsageError(f"--hidden {args.hidden}: shape {h.shape}, expected (T >= 1, d_model={cfg.d_model})")
     w = init_router_weights(cfg, args.weights_seed)
     rows = fidelity(cfg, w, h, parse_tier_set(cfg, args.tierset), cfg.router.seed)
-    print(f"{args.config}: {args.tokens} {args.hidden} tokens, d={cfg.d_model}, "
+    source = args.hidden if args.hidden in SYNTHETIC else f"hidden states from {args.hidden}"
+    if args.json:
+        print(json.dumps({"config": args.config, "tokens": int(h.shape[0]), "hidden": source, "d_model": cfg.d_model,
+                          "rows": [{"hidden_limbs": f.hidden_limbs, "weight_limbs": f.weight_limbs,
+                                    "agreement": f.agree} for f in rows]}))
+        return 0
+    print(f"{args.config}: {h.shape[0]} tokens ({source}), d={cfg.d_model}, "
           f"k=({cfg.router.k_tier}, {cfg.router.k_group}, {cfg.router.k_expert})")
     print("hidden limbs  weight limbs  agreement with float64 router")
     for f in rows:
