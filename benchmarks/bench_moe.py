@@ -99,7 +99,7 @@ def bench_s3(device, quick: bool) -> dict:
     add("dense bf16 matmuls, same flops", dense_us, f"({P}x{d})@({d}x{2 * f}) + ({P}x{f})@({f}x{d})")
 
     if cuda:
-        from lite_llm.optimized.triton_moe import GEMM_CHOICES, combine_triton, grouped_swiglu
+        from lite_llm.optimized.triton.moe import GEMM_CHOICES, combine_triton, grouped_swiglu
         combine = combine_triton
         slot_expert = expert.reshape(-1).long()
 
@@ -126,7 +126,7 @@ def bench_s3(device, quick: bool) -> dict:
         add("ours: Triton grouped GEMM + exact combine", best_us,
             f"best of {len(timings)}: {best_cfg}; max rel diff vs loop {rel:.1e}; combine exact: {exact_combine}; "
             "batch-invariant (fixed tiles, no split-K)")
-        from lite_llm.optimized.triton_router import bucket_by_matrix
+        from lite_llm.optimized.triton import bucket_by_matrix
         slot32 = slot_expert.to(torch.int32)
         parts = {"bucketing": lambda i: bucket_by_matrix(slot32, E, best_cfg["BLOCK_M"]),
                  "GEMMs (gate/up + SwiGLU, down)": lambda i: grouped_swiglu(x, slot_expert, k, wg, wu, wd, best_cfg,

@@ -1,7 +1,7 @@
 """Router benchmarks: the exact HSER router against float routers, with the memory floors.
 
 S1  one routing level, 64 candidates, top-2: T=16384 tokens, d=4096, bfloat16 hidden states.
-    ours: the fused Triton kernel (``triton_router.route_flat``: quantize, exact int8 products,
+    ours: the fused Triton kernel (``lite_llm.optimized.triton.route_flat``: quantize, exact int8 products,
     canonical softmax, top-k with tie keys) and ``route()`` on a 1 tier x 1 group x 64 experts
     configuration; baseline: bf16 matmul + torch.topk (not exact: float sums, topk tie order).
     floor: reading the hidden states once from HBM.
@@ -120,7 +120,8 @@ def failed(rows, method, fn, *args) -> None:
 def s1_flat(rows, meta, hs, weights, ref, n, d, k, device):
     from lite_llm.optimized.router import QuantizedRows, key_ranks
     from lite_llm.optimized.seeds import as_signed, level_seed, ordered, tie_keys
-    from lite_llm.optimized.triton_router import CONFIG_CHOICES, route_flat
+    from lite_llm.optimized.triton import route_flat
+    from lite_llm.optimized.triton.quantize import CONFIG_CHOICES
 
     rows_q = QuantizedRows.of(weights["layers.0.tiers.t0.router_expert"].reshape(n, d), 2)
     keys = ordered(tie_keys(torch.tensor(as_signed(level_seed(0, 3, 0, 0)), device=device), n))
@@ -209,7 +210,8 @@ def design_bytes(T: int, d: int, k1: int, k2: int, k3: int, G: int, E: int, rout
 
 
 def s2_triton(rows, meta, qr, hs, tiers, exact, device):
-    from lite_llm.optimized.triton_router import CONFIG_CHOICES, assemble_triton, raise_if_nonfinite, route_levels_triton
+    from lite_llm.optimized.triton import assemble_triton, raise_if_nonfinite, route_levels_triton
+    from lite_llm.optimized.triton.quantize import CONFIG_CHOICES
 
     def full(configs):
         def run(i):
@@ -233,7 +235,7 @@ def s2_triton(rows, meta, qr, hs, tiers, exact, device):
 
 def cuda_graph_us(qr, hs, tiers, configs, device) -> float | None:
     """The Triton route kernels captured once in a CUDA graph and replayed (None if capture fails)."""
-    from lite_llm.optimized.triton_router import assemble_triton, route_levels_triton
+    from lite_llm.optimized.triton import assemble_triton, route_levels_triton
 
     return graph_us(lambda h: assemble_triton(route_levels_triton(h, qr, tiers, 0, configs=configs)[0], tiers),
                     hs, device)

@@ -16,7 +16,7 @@ Router (HSER chapter)
       has the HSER-9.3 fields as torch tensors (``tier``, ``group``, ``expert``, ``gate``, ``count``,
       ``tier_probs``, ``chosen_tiers``, ``group_probs``, ``chosen_groups``, ``expert_probs``) and
       ``tier_set``; ``.to_numpy()`` gives them as a dict of numpy arrays.
-  ``triton_router.route_flat(h, rows, key_ranks, k) -> FlatResult(probs, chosen)``: one exact level
+  ``triton.route_flat(h, rows, key_ranks, k) -> FlatResult(probs, chosen)``: one exact level
       over every row of a ``router.QuantizedRows`` (a flat MoE router), one fused kernel (CUDA).
 Pieces (each bit-exact with its clause; tensors on any device)
   ``validate.hidden_as_float32`` (HSER-1), ``quantize.quantize_rows / dequant_scale / split_limbs``
@@ -39,8 +39,11 @@ Auxiliary load-balancing loss (AUX chapter), forward value in binary64
 Checkpoints (CKPT chapter, reading)
   ``checkpoint.load_checkpoint(path, tiers=None, verify=True, device="cpu") -> (cfg, tensors)``:
   opens only the manifest, the dense shard and the TierSet's shards, with the CKPT-5.4 checks.
-CUDA kernels: ``triton_router`` (quantize + level 1 fused, bucketed levels 2 and 3, gates and
-active set) and ``triton_moe`` (grouped GEMMs for the SwiGLU experts, exact combine).
+CUDA kernels: the package ``triton`` (``lite_llm.optimized.triton``; its docstring indexes the
+kernels): ``triton.quantize``, ``triton.softmax_topk``, ``triton.bucketing``, ``triton.assemble`` and
+``triton.route`` (quantize + level 1 fused, bucketed levels 2 and 3, gates and active set) and
+``triton.moe`` (grouped GEMMs for the SwiGLU experts, exact combine). The record types both backends
+return (``RouteResult``, ``LevelOutputs``) are in ``router_types``, re-exported by ``router``.
 Not offered: TierSet selection and activation statistics (SEL, PLACE), initialisation (INIT),
 parameter accounting (PARAM), writing, verifying and expanding checkpoints, and the AUX-2
 comparison losses; use ``lite_llm.reference`` for those.

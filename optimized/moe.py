@@ -1,7 +1,7 @@
 """The tier-aware MoE feed-forward block on torch tensors (MODEL-3): route, run experts, combine.
 
 Routing is exact (``router.route``); the experts are floating point (``experts``, or the Triton
-grouped GEMM of ``triton_moe`` on CUDA); the combine is exact given the experts' outputs (MODEL-3.3):
+grouped GEMM of ``triton.moe`` on CUDA); the combine is exact given the experts' outputs (MODEL-3.3):
 c_k = gate_k * y_k, one rounding, padding slots -0.0, then the canonical tree over the K slots.
 """
 from __future__ import annotations
@@ -101,7 +101,7 @@ def moe_forward(moe: MoELayer, x: torch.Tensor, seed: int, backend: str = "auto"
     if backend == "auto":
         backend = "triton" if x.device.type == "cuda" and triton_available() else "torch"
     if backend == "triton":
-        from .triton_moe import expert_outputs_triton
+        from .triton import expert_outputs_triton
         y = expert_outputs_triton(moe, x, r)
     else:
         y = expert_outputs_torch(moe, x, r)

@@ -2,8 +2,9 @@
 
 ``load_router`` quantizes one layer's router weights once (HSER-2.6); ``route`` routes a batch of
 hidden states through the three levels and returns the routing record of HSER-9.3, bit for bit the
-spec's on the CPU and on CUDA. On CUDA it runs the fused Triton kernels of ``triton_router``
-(``backend="torch"`` forces the plain torch path below; both give the same bits).
+spec's on the CPU and on CUDA. On CUDA it runs the fused Triton kernels of the ``triton`` package
+(``backend="torch"`` forces the plain torch path below; both give the same bits). The result types
+(``RouteResult``, ``LevelOutputs``) live in ``router_types`` and are re-exported here.
 
 Layout of a quantized router: the rows of each level's matrices are stacked into one tensor, so a
 kernel reads any matrix through one pointer and a row offset:
@@ -27,13 +28,10 @@ from lite_llm.spec.tierset import tier_set as resolve_tier_set
 from .logits import exact_dot, logits
 from .quantize import dequant_scale, quantize_rows, split_limbs
 from .ranking import top_k
+from .router_types import MAX_CANDIDATES, RECORD_FIELDS, LevelOutputs, RouteResult  # noqa: F401 (re-exported)
 from .seeds import as_signed, group_level_seeds, level_seed, ordered, tie_keys
 from .softmax import softmax, tree_sum
 from .validate import check_finite, check_hidden, as_tensor, hidden_as_float32
-
-MAX_CANDIDATES = 256        # widest level (candidates of one matrix) the Triton kernels take
-RECORD_FIELDS = ("tier", "group", "expert", "gate", "count", "tier_probs", "chosen_tiers", "group_probs",
-                 "chosen_groups", "expert_probs")
 
 
 @dataclass(frozen=True)
@@ -159,51 +157,6 @@ def load_router(cfg: ModelConfig, weights: Mapping, layer: int = 0, device="cpu"
                            tuple(int(v) for v in g_off), tuple(int(v) for v in e_off))
 
 
-@dataclass(frozen=True)
-class RouteResult:
-    """The routing record of HSER-9.3 for T tokens, as torch tensors; K = k_tier * k_group * k_expert.
-
-    Padding: -1 in index arrays, +0.0 in probability and gate arrays.
-    """
-
-    tier: torch.Tensor            # (T, K) int32: tier id of each active slot, in output order (HSER-9.2)
-    group: torch.Tensor           # (T, K) int32: group index within the tier
-    expert: torch.Tensor          # (T, K) int32: expert index within the group
-    gate: torch.Tensor            # (T, K) float32: (r1 * r2) * r3 (HSER-8.2)
-    count: torch.Tensor           # (T,) int32: number of active slots (HSER-9.1)
-    tier_set: tuple[int, ...]     # level-1 candidates: the TierSet's tier ids, ascending
-    tier_probs: torch.Tensor      # (T, |TierSet|) float32: level-1 softmax, columns in tier_set order
-    chosen_tiers: torch.Tensor    # (T, k_tier) int32: level-1 top-k, tier ids, best first
-    group_probs: torch.Tensor     # (T, k_tier, G_max) float32: level-2 softmax of each chosen tier
-    chosen_groups: torch.Tensor   # (T, k_tier, k_group) int32: level-2 top-k, best first
-    expert_probs: torch.Tensor    # (T, k_tier, k_group, E_max) float32: level-3 softmax of each chosen group
-
-    def to_numpy(self) -> dict[str, np.ndarray]:
-        """The record as numpy arrays named as in HSER-9.3, plus ``tier_set`` (int32)."""
-        out = {f: getattr(self, f).cpu().numpy() for f in RECORD_FIELDS}
-        out["tier_set"] = np.asarray(self.tier_set, np.int32)
-        return out
-
-    def active(self, token: int) -> list[tuple[int, int, int, float]]:
-        """The active (tier, group, expert, gate) of one token, in output order."""
-        n = int(self.count[token])
-        return [(int(self.tier[token, i]), int(self.group[token, i]), int(self.expert[token, i]),
-                 float(self.gate[token, i])) for i in range(n)]
-
-
-@dataclass(frozen=True)
-class LevelOutputs:
-    """What the three levels choose, before gates (both backends produce this)."""
-
-    tier_probs: torch.Tensor      # (T, n1) float32
-    tier_pos: torch.Tensor        # (T, k1) int64: column in tier_probs of each chosen tier, -1 padding
-    chosen_tiers: torch.Tensor    # (T, k1) int32 tier ids, -1 padding
-    group_probs: torch.Tensor     # (T, k1, G_max) float32
-    chosen_groups: torch.Tensor   # (T, k1, k2) int32, -1 padding
-    expert_probs: torch.Tensor    # (T, k1, k2, E_max) float32
-    chosen_experts: torch.Tensor  # (T, k1, k2, k3) int32, -1 padding
-
-
 def route(h, router: QuantizedRouter, tiers, seed: int | None = None, backend: str = "auto") -> RouteResult:
     """Route hidden states h (T, d) through the three HSER levels (HSER-7.1 .. HSER-9.3).
 
@@ -221,7 +174,7 @@ def route(h, router: QuantizedRouter, tiers, seed: int | None = None, backend: s
     if backend == "auto":
         backend = "triton" if router.device.type == "cuda" and fits_triton(cfg, cands) else "torch"
     if backend == "triton":
-        from .triton_router import assemble_triton, raise_if_nonfinite, route_levels_triton
+        from .triton import assemble_triton, raise_if_nonfinite, route_levels_triton
         h = h.to(router.device)
         levels, bad = route_levels_triton(h, router, cands, seed)
         result = assemble_triton(levels, cands)

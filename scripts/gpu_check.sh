@@ -41,7 +41,7 @@ if ! $PY -c "import lite_llm.optimized, lite_llm.benchmarks" 2>/dev/null; then
     fi
 fi
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"      # for the tests package
-$PY -c "import lite_llm.optimized.triton_router" || { echo "cannot import lite_llm; see $OUT/install.log"; exit 2; }
+$PY -c "import lite_llm.optimized.triton" || { echo "cannot import lite_llm; see $OUT/install.log"; exit 2; }
 
 # 2. Environment.
 $PY - <<'PYEOF' >"$OUT/env.json"

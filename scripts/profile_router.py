@@ -9,10 +9,10 @@ import sys
 
 import torch
 
-from benchmarks.bench_router import hidden_copies, random_router_weights, scenario_config
+from lite_llm.benchmarks.bench_router import hidden_copies, random_router_weights, scenario_config
 from lite_llm.optimized.router import QuantizedRows, key_ranks, load_router, route
 from lite_llm.optimized.seeds import as_signed, level_seed, ordered, tie_keys
-from lite_llm.optimized.triton_router import route_flat
+from lite_llm.optimized.triton import route_flat
 
 dev = "cuda"
 what = sys.argv[1]

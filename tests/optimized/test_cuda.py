@@ -68,7 +68,7 @@ def test_s1_flat_level_at_full_width():
     """S1's level (64 candidates, top-2) at d = 4096: the fused kernel = the reference's level."""
     from lite_llm.optimized.router import QuantizedRows, key_ranks
     from lite_llm.optimized.seeds import as_signed, level_seed, ordered, tie_keys
-    from lite_llm.optimized.triton_router import route_flat
+    from lite_llm.optimized.triton import route_flat
     from lite_llm.reference.router import route as ref_route
     from lite_llm.reference.router_weights import RouterWeights, quantize_router
 
@@ -107,7 +107,7 @@ def test_triton_route_is_batch_invariant_on_device():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_grouped_gemm_is_batch_invariant(dtype):
     """MODEL-3.5: a token's expert output from the grouped GEMM is the same bits whatever else is in the batch."""
-    from lite_llm.optimized.triton_moe import grouped_swiglu
+    from lite_llm.optimized.triton import grouped_swiglu
 
     E, d, f, k = 8, 256, 128, 2
     g = torch.Generator(device="cuda").manual_seed(0)
@@ -127,7 +127,7 @@ def test_grouped_gemm_bf16_matches_a_float32_loop():
     bf16 values: within bf16 rounding of the intermediate (the Triton interpreter cannot check bf16 dots)."""
     import torch.nn.functional as F
 
-    from lite_llm.optimized.triton_moe import GEMM_CHOICES, grouped_swiglu
+    from lite_llm.optimized.triton.moe import GEMM_CHOICES, grouped_swiglu
 
     E, d, f, k, T = 8, 512, 256, 2, 700
     g = torch.Generator(device="cuda").manual_seed(1)

@@ -14,12 +14,12 @@ if os.environ.get("TRITON_INTERPRET") == "1":
 
 
 def compile_cases():
-    from lite_llm.optimized import triton_router
+    from tests.optimized.triton_aot_cases import router_cases
 
-    cases = list(triton_router.AOT_CASES())
+    cases = list(router_cases())
     try:
-        from lite_llm.optimized import triton_moe
-        cases += list(triton_moe.AOT_CASES())
+        from tests.optimized.triton_aot_cases import moe_cases
+        cases += list(moe_cases())
     except ImportError:
         pass
     return cases

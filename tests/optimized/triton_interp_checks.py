@@ -93,7 +93,7 @@ def flat_level_equals_reference_level1(device):
     """route_flat (one level, n candidates) = the reference's level 1 over n one-expert tiers."""
     from lite_llm.optimized.router import QuantizedRows, key_ranks
     from lite_llm.optimized.seeds import as_signed, level_seed, ordered, tie_keys
-    from lite_llm.optimized.triton_router import route_flat
+    from lite_llm.optimized.triton import route_flat
 
     n, k, d = 24, 3, 32
     cfg = make_config(tiers=tuple((1, 1) for _ in range(n)), k=(k, 1, 1), d=d, seed=77)
@@ -126,7 +126,7 @@ def non_finite_is_rejected(device):
 @check
 def block_sizes_do_not_change_bits(device):
     """HSER-7.4: other tile shapes and buckets of the kernels give the same bits."""
-    from lite_llm.optimized.triton_router import assemble_triton, route_levels_triton
+    from lite_llm.optimized.triton import assemble_triton, route_levels_triton
 
     cfg = make_config(tiers=((4, 4), (8, 4), (3, 40)), k=(2, 2, 2), d=48, seed=4)
     qr = load_router(cfg, router_dict(cfg, init_router_weights(cfg, 1)), 0, device)
@@ -154,7 +154,7 @@ def k_exceeds_every_level(device):
 def bucket_plan_covers_every_slot_once(device):
     """plan_buckets: every slot with a matrix lands in exactly one block of its matrix, blocks hold at
     most BLOCK_T slots, blocks past the last are marked -1 (checked against counts made with numpy)."""
-    from lite_llm.optimized.triton_router import plan_buckets
+    from lite_llm.optimized.triton.bucketing import plan_buckets
 
     rng = np.random.default_rng(5)
     for n, n_mat, bt in ((0, 3, 4), (1, 1, 16), (37, 5, 4), (200, 7, 16), (90, 300, 8)):
@@ -188,7 +188,7 @@ def moe_grouped_gemm_and_combine(device):
     output the same bits alone and in a batch (MODEL-3.3, MODEL-3.5)."""
     from lite_llm.spec.configs import resolve_config
     from lite_llm.optimized.moe import combine, expert_outputs_torch, load_moe_layer, moe_forward
-    from lite_llm.optimized.triton_moe import combine_triton, expert_outputs_triton, grouped_swiglu
+    from lite_llm.optimized.triton import combine_triton, expert_outputs_triton, grouped_swiglu
     from lite_llm.reference.weights import init_model_weights
 
     cfg = resolve_config("tiny")

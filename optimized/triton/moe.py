@@ -1,7 +1,7 @@
 """Triton kernels of the MoE block on CUDA: grouped GEMMs for the SwiGLU experts and the exact combine.
 
 Token-slots are sorted by expert and cut into blocks of BLOCK_M slots of one expert, on the device
-(``triton_router.bucket_by_matrix``, as ``moe_align_block_size`` does for vLLM's fused MoE; the order
+(``bucketing.bucket_by_matrix``, as ``moe_align_block_size`` does for vLLM's fused MoE; the order
 of slots inside an expert may change between runs and changes no bit: every row of a tile is
 computed alone). Both GEMMs
 run on a one-dimensional grid in grouped order: GROUP_M consecutive slot blocks sweep every column
@@ -27,7 +27,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_router import _pow2, _tree_sum, bucket_by_matrix
+from .bucketing import bucket_by_matrix
+from .primitives import _pow2, _tree_sum
 
 DOWN_WIDE = dict(BLOCK_N=256, BLOCK_K=64, GROUP_M=16, num_warps=8, num_stages=3)    # a (128 x 256) down tile
 GEMM_CONFIG = {   # per input dtype: tile shape and launch options (measured on an H100, benchmarks/README.md;
@@ -55,10 +56,23 @@ def _grouped_pid(n_blocks, n_cols, GROUP_M: tl.constexpr):
 
 
 @triton.jit
-def _gate_up_kernel(x_ptr, d, wg_ptr, wu_ptr, f, h_ptr, slots_per_token,
-                    order_ptr, blk_first_ptr, blk_count_ptr, blk_mat_ptr, n_blocks,
-                    IEEE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                    GROUP_M: tl.constexpr):
+def _gate_up_kernel(
+        # Pointers (operand shapes); rows are contiguous
+        x_ptr,                  # (N, d): token rows
+        wg_ptr, wu_ptr,         # (n_experts, f, d) each: W_gate, W_up
+        h_ptr,                  # out (n_slots, f): silu(gate) * up, rows in sorted-slot order
+        order_ptr,              # (n_slots,) i32: slots sorted by expert (``Buckets.order``)
+        blk_first_ptr,          # (n_blocks,) i32: each block's first position in order
+        blk_count_ptr,          # (n_blocks,) i32: slots in the block (<= BLOCK_M)
+        blk_mat_ptr,            # (n_blocks,) i32: the block's expert, -1 for unused blocks
+        # Sizes
+        d, f,                   # model width, expert hidden width (d_ff)
+        slots_per_token,        # slot s belongs to token s // slots_per_token
+        n_blocks,
+        # Meta-parameters
+        IEEE: tl.constexpr,     # binary32 inputs: input_precision="ieee" (no TF32)
+        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+        GROUP_M: tl.constexpr):
     """h[p, n] = silu(x_tok . W_gate[e, n]) * (x_tok . W_up[e, n]) for the slots p of one expert block."""
     pid_m, pid_n = _grouped_pid(n_blocks, tl.cdiv(f, BLOCK_N), GROUP_M)
     e = tl.load(blk_mat_ptr + pid_m)
@@ -96,10 +110,20 @@ def _gate_up_kernel(x_ptr, d, wg_ptr, wu_ptr, f, h_ptr, slots_per_token,
 
 
 @triton.jit
-def _down_kernel(h_ptr, f, wd_ptr, d, y_ptr,
-                 order_ptr, blk_first_ptr, blk_count_ptr, blk_mat_ptr, n_blocks,
-                 IEEE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                 GROUP_M: tl.constexpr):
+def _down_kernel(
+        # Pointers (operand shapes); rows are contiguous
+        h_ptr,                  # (n_slots, f): _gate_up_kernel's output, rows in sorted-slot order
+        wd_ptr,                 # (n_experts, d, f): W_down
+        y_ptr,                  # out (n_slots, d): each slot's expert output, in slot order
+        order_ptr,              # (n_slots,) i32: slots sorted by expert
+        blk_first_ptr,          # (n_blocks,) i32: each block's first position in order
+        blk_count_ptr,          # (n_blocks,) i32: slots in the block (<= BLOCK_M)
+        blk_mat_ptr,            # (n_blocks,) i32: the block's expert, -1 for unused blocks
+        # Sizes
+        f, d, n_blocks,
+        # Meta-parameters
+        IEEE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+        GROUP_M: tl.constexpr):
     """y[slot, n] = h[p] . W_down[e, n] for the slots of one expert block, written in slot order."""
     pid_m, pid_n = _grouped_pid(n_blocks, tl.cdiv(d, BLOCK_N), GROUP_M)
     e = tl.load(blk_mat_ptr + pid_m)
@@ -130,9 +154,17 @@ def _down_kernel(h_ptr, f, wd_ptr, d, y_ptr,
 
 
 @triton.jit
-def _combine_kernel(y_ptr, gate_ptr, count_ptr, out_ptr, N, d,
-                    K: tl.constexpr, KP: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
-                    BD: tl.constexpr):
+def _combine_kernel(
+        # Pointers (operand shapes); contiguous
+        y_ptr,                  # (N, K, d): expert outputs per slot, working precision
+        gate_ptr,               # (N, K) f32: gates
+        count_ptr,              # (N,) i32: active slots per token
+        out_ptr,                # out (N, d)
+        # Sizes
+        N, d,
+        # Meta-parameters
+        K: tl.constexpr, KP: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
+        BD: tl.constexpr):
     """out[n, j] = tree_sum_k(c[n, k, j]), c = gate * y (active) or -0.0 (padding) (MODEL-3.3).
 
     y (N, K, d) in the working precision (bf16 is widened exactly to fp32); gate (N, K) fp32;
@@ -197,9 +229,9 @@ def grouped_swiglu(x: torch.Tensor, expert_of_slot: torch.Tensor, slots_per_toke
     tiles = lambda c: dict(IEEE=ieee, BLOCK_M=cfg["BLOCK_M"], BLOCK_N=c["BLOCK_N"], BLOCK_K=c["BLOCK_K"],  # noqa: E731
                            GROUP_M=c.get("GROUP_M", 1), num_warps=c["num_warps"], num_stages=c["num_stages"])
     nb = block_mat.numel()
-    _gate_up_kernel[(nb * triton.cdiv(f, cfg["BLOCK_N"]),)](x, d, w_gate, w_up, f, h, slots_per_token,
-                                                            order, first, count, block_mat, nb, **tiles(cfg))
-    _down_kernel[(nb * triton.cdiv(d, dcfg["BLOCK_N"]),)](h, f, w_down, d, y, order, first, count, block_mat, nb,
+    _gate_up_kernel[(nb * triton.cdiv(f, cfg["BLOCK_N"]),)](x, w_gate, w_up, h, order, first, count, block_mat,
+                                                            d, f, slots_per_token, nb, **tiles(cfg))
+    _down_kernel[(nb * triton.cdiv(d, dcfg["BLOCK_N"]),)](h, w_down, y, order, first, count, block_mat, f, d, nb,
                                                           **tiles(dcfg))
     return y
 
@@ -216,26 +248,3 @@ def expert_outputs_triton(moe, x: torch.Tensor, r) -> torch.Tensor:
         e = torch.where(mine, r.group.reshape(-1).long() * bank.experts_per_group + r.expert.reshape(-1).long(), -1)
         grouped_swiglu(x, e, K, bank.w_gate, bank.w_up, bank.w_down, out=y)
     return y.view(N, K, d)
-
-
-def AOT_CASES():
-    """Representative compilations for tests/optimized/test_triton_compile.py (sm_90, no GPU)."""
-    gu = {"x_ptr": "*bf16", "d": "i32", "wg_ptr": "*bf16", "wu_ptr": "*bf16", "f": "i32", "h_ptr": "*bf16",
-          "slots_per_token": "i32", "order_ptr": "*i32", "blk_first_ptr": "*i32", "blk_count_ptr": "*i32",
-          "blk_mat_ptr": "*i32", "n_blocks": "i32"}
-    dn = {"h_ptr": "*bf16", "f": "i32", "wd_ptr": "*bf16", "d": "i32", "y_ptr": "*bf16", "order_ptr": "*i32",
-          "blk_first_ptr": "*i32", "blk_count_ptr": "*i32", "blk_mat_ptr": "*i32", "n_blocks": "i32"}
-    cb = {"y_ptr": "*bf16", "gate_ptr": "*fp32", "count_ptr": "*i32", "out_ptr": "*fp32", "N": "i32", "d": "i32"}
-    f32 = {k: v.replace("bf16", "fp32") for k, v in gu.items()}
-    cases = []
-    for c in GEMM_CHOICES[:2]:
-        for kernel, types, k in ((_gate_up_kernel, gu, c), (_down_kernel, dn, {**c, **c.get("down", {})})):
-            tiles = dict(IEEE=False, BLOCK_M=c["BLOCK_M"], BLOCK_N=k["BLOCK_N"], BLOCK_K=k["BLOCK_K"], GROUP_M=k["GROUP_M"])
-            cases.append((kernel, types, tiles, dict(num_warps=k["num_warps"], num_stages=k["num_stages"])))
-    cases.append((_gate_up_kernel, f32, dict(IEEE=True, BLOCK_M=32, BLOCK_N=32, BLOCK_K=32, GROUP_M=8),
-                  dict(num_warps=4)))
-    for K in (1, 4, 6):
-        KP = _pow2(K)
-        bd = max(16, min(128, 1024 // KP))
-        cases.append((_combine_kernel, cb, dict(K=K, KP=KP, BLOCK_T=4, BLOCK_D=bd, BD=4 * bd), dict(num_warps=4)))
-    return cases
