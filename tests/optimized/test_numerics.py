@@ -104,6 +104,58 @@ def test_quantize_random_equal_reference(device, x, limbs):
     assert_bits(dequant_scale(a, limbs), rquant.dequant_scale(ra, limbs), "scale")
 
 
+def spec_quantize(x: np.ndarray, limbs: int) -> np.ndarray:
+    """HSER-2.3 for rows of binary32 x with absmax >= 2**-64 (no prescale), in NumPy binary32: one
+    reciprocal r = 127 / a per row, then Q = round_half_even((x * r) * 128**(limbs-1)) (exact scaling)."""
+    a = np.abs(x).max(axis=1, keepdims=True)
+    r = np.float32(127.0) / a
+    return np.round((x * r) * np.float32(128 ** (limbs - 1))).astype(np.int64)
+
+
+def other_orders(x: np.ndarray, limbs: int) -> dict[str, np.ndarray]:
+    """Q by the orders HSER-2.3 does not allow: (x / a) * 127 and (x * 127) / a."""
+    a = np.abs(x).max(axis=1, keepdims=True)
+    s = np.float32(128 ** (limbs - 1))
+    return {"(x / a) * 127": np.round(((x / a) * np.float32(127.0)) * s).astype(np.int64),
+            "(x * 127) / a": np.round(((x * np.float32(127.0)) / a) * s).astype(np.int64)}
+
+
+def reciprocal_order_rows(limbs: int, n_rows: int = 6, per_row: int = 7) -> np.ndarray:
+    """Rows [a, x_1 .. x_m] (a the absmax) on which ``spec_quantize`` gives other integers than both
+    ``other_orders``, for every x_i. Found by search: x next to the binary32 values nearest to the
+    half-integer boundaries of Q, where the one extra rounding of another order flips Q."""
+    rng = np.random.default_rng(11 + limbs)
+    qmax = 127 * 128 ** (limbs - 1)
+    half = np.arange(-qmax, qmax, dtype=np.float64) + 0.5                       # Q's rounding boundaries
+    rows = []
+    while len(rows) < n_rows:
+        a = np.float32(rng.uniform(1.0, 2.0))
+        x0 = (half * np.float64(a) / qmax).astype(np.float32)
+        xs = np.concatenate([np.nextafter(x0, np.float32(np.inf)), x0, np.nextafter(x0, np.float32(-np.inf))])
+        xs = xs[np.abs(xs) < a]
+        cand = np.concatenate([np.full((len(xs), 1), a, np.float32), xs[:, None]], axis=1)   # rows [a, x]
+        want = spec_quantize(cand, limbs)[:, 1]
+        differs = np.all([q[:, 1] != want for q in other_orders(cand, limbs).values()], axis=0)
+        hits = xs[differs]
+        if len(hits) >= per_row:
+            pick = rng.choice(hits, per_row, replace=False)
+            rows.append(np.concatenate([[a], pick]).astype(np.float32) * np.float32(2.0 ** (-20 * len(rows) + 40)))
+    return np.stack(rows)                                                         # powers of two: exact scaling
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("limbs", [1, 2])
+def test_quantize_multiplies_by_one_reciprocal_per_row(device, limbs):
+    """HSER-2.3 step 2-3: y = x * r with r = 127 / a rounded once per row, not (x / a) * 127 nor
+    (x * 127) / a. The inputs are chosen so that each other order gives other integers."""
+    x = reciprocal_order_rows(limbs)
+    want = spec_quantize(x, limbs)
+    for order, q in other_orders(x, limbs).items():
+        assert np.all(q[:, 1:] != want[:, 1:]), f"the inputs do not tell HSER-2.3's order from {order}"
+    q, _ = quantize_rows(t(x, device), limbs)
+    assert_bits(q.cpu().numpy().astype(np.int64), want, "Q")
+
+
 def test_split_limbs_reassemble_every_value():
     """HSER-2.4: Q = 128 hi + lo with int8 limbs, |lo| <= 64, for every Q of two limbs."""
     q = torch.arange(-16256, 16257, dtype=torch.int32)

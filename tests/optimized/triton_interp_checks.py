@@ -109,6 +109,27 @@ def flat_level_equals_reference_level1(device):
 
 
 @check
+def quantize_multiplies_by_one_reciprocal_per_row(device):
+    """HSER-2.3 in the products kernel: the int8 limbs it writes reassemble to x * (127 / a) rounded,
+    on inputs where (x / a) * 127 and (x * 127) / a give other integers (test_numerics' search), with
+    pass 1 fused and split, for both limb counts."""
+    from lite_llm.optimized.router import QuantizedRows
+    from lite_llm.optimized.triton.quantize import level_products
+    from tests.optimized.test_numerics import other_orders, reciprocal_order_rows, spec_quantize
+
+    for limbs in (1, 2):
+        x = reciprocal_order_rows(limbs)
+        want = spec_quantize(x, limbs)
+        assert all(np.all(q[:, 1:] != want[:, 1:]) for q in other_orders(x, limbs).values())
+        rows = QuantizedRows.of(torch.from_numpy(gaussian(3, x.shape[1], 1)).to(device), 2)
+        ids = torch.arange(3, dtype=torch.int32, device=device)
+        for cfg in (dict(BLOCK_T=16, BLOCK_D=32, UNROLL=1), dict(BLOCK_T=16, BLOCK_D=32, UNROLL=1, split_absmax=True)):
+            _, qh, ql, _, _ = level_products(torch.from_numpy(x).to(device), rows, ids, limbs, True, config=cfg)
+            q = qh.long() * 128 + ql.long() if limbs == 2 else qh.long()
+            assert_bits(q.cpu().numpy(), want, f"Q ({limbs} limbs, {cfg})")
+
+
+@check
 def non_finite_is_rejected(device):
     cfg = make_config(d=16)
     qr = load_router(cfg, router_dict(cfg, init_router_weights(cfg, 0)), 0, device)
