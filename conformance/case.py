@@ -19,10 +19,10 @@ import numpy as np
 
 from lite_llm.spec.clauses import registry
 from lite_llm.spec.config import SPEC_VERSION
+from lite_llm.spec.operations import LEVELS  # the one list of levels (CONF-1.5)
 
 from .tensors import DTYPES, read_npy
 
-LEVELS = ("routing", "layer", "model", "checkpoint", "selection", "loss")
 CASE_FILE = "case.json"
 FORMAT = "lite-llm-conformance-case/1"
 HERE = Path(__file__).resolve().parent
