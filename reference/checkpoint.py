@@ -5,10 +5,16 @@ A checkpoint is a directory (CKPT-1.1)::
     manifest.json                          the commit point (CKPT-3, CKPT-4.2)
     dense.{h}.safetensors                  embedding, attention, norms, LM head (CKPT-1.2)
     tier-{NAME}.{h}.safetensors            tier NAME's router heads and experts, every layer
+    .lite-llm.lock                         only while a writer works, or left by a killed one (CKPT-4.6)
 
 ``{h}`` is the first 16 hex digits of the file's SHA-256 (CKPT-1.4), so a changed shard is always
 a new file and no committed file is ever rewritten. Loading under a TierSet opens the manifest, the
 dense shard and the TierSet's shards only, and maps them into memory (CKPT-5.2, CKPT-5.6).
+
+Writers (``save_checkpoint`` here, ``expand_checkpoint`` in ``expand``) hold an exclusive ``flock``
+on the lock file from reading the manifest to committing the new one (CKPT-4.6), and check the
+manifest's generation, the SHA-256 of its bytes, just before and just after the commit (CKPT-4.7),
+so no writer that reports success can be lost to a concurrent one. Readers never lock.
 """
 from __future__ import annotations
 
@@ -17,7 +23,8 @@ import json
 import math
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -27,6 +34,7 @@ import numpy as np
 
 from lite_llm.spec.config import SPEC_VERSION, ModelConfig, config_from_dict, config_schema, config_to_dict
 from lite_llm.spec.errors import (
+    CheckpointConflictError,
     CheckpointError,
     CheckpointExistsError,
     CheckpointHashError,
@@ -42,6 +50,7 @@ from lite_llm.spec.tierset import parse_tier_set, tier_set
 from .weights import dense_shapes, tier_shapes
 
 MANIFEST = "manifest.json"
+LOCK = ".lite-llm.lock"           # CKPT-4.6: the writers' lock file; never part of the checkpoint (CKPT-6.4)
 FORMAT = "lite-llm-checkpoint"
 SCHEMA_VERSION = 1                # CKPT-3.2: the one manifest version this reader implements
 DTYPE = "F32"                     # CKPT-1.3: binary32, little-endian
@@ -61,6 +70,7 @@ class Manifest:
     directory: Path        # the checkpoint directory
     raw: dict              # the manifest's JSON object as read (or as written)
     cfg: ModelConfig       # raw["config"], validated (TIER-1.1)
+    generation: str = ""   # SHA-256 of the manifest file's bytes as read or written (CKPT-4.7)
 
     @property
     def dense(self) -> dict:
@@ -109,6 +119,11 @@ def manifest_validator():
     return jsonschema.Draft202012Validator(schema)
 
 
+def generation_of(data: bytes) -> str:
+    """The generation of a checkpoint whose manifest file holds ``data``: its SHA-256, hex (CKPT-4.7)."""
+    return hashlib.sha256(data).hexdigest()
+
+
 def manifest_bytes(raw: dict) -> bytes:
     """The deterministic serialisation of CKPT-3.6: sorted keys, 2-space indent, ASCII, final newline."""
     return (json.dumps(raw, sort_keys=True, indent=2, ensure_ascii=True) + "\n").encode("ascii")
@@ -141,7 +156,7 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
     except OSError as e:
         raise CheckpointError(f"cannot read the manifest: {e.strerror}", path=mpath) from None
     cfg = checked_manifest(text, str(mpath))
-    return Manifest(directory, json.loads(text), cfg)
+    return Manifest(directory, json.loads(text), cfg, generation_of(text))
 
 
 @lru_cache(maxsize=64)
@@ -401,6 +416,81 @@ def write_shard(directory: Path, stem: str, tensors: dict[str, np.ndarray]) -> d
             "tensors": tensor_list(shapes)}
 
 
+@contextmanager
+def writer_lock(directory: Path) -> Iterator[None]:
+    """Hold the checkpoint's exclusive writer lock, waiting for it as long as another writer holds it (CKPT-4.6).
+
+    An ``flock`` on ``directory/.lite-llm.lock`` through ``filelock``, with its soft (existence)
+    fallback off: the kernel drops the lock when its holder dies, even by SIGKILL, so a killed writer
+    never blocks the next one. ``filelock`` retries when the inode it locked was unlinked meanwhile,
+    which is what lets the holder remove the file as its last step before releasing (the directory of
+    a committed checkpoint then holds exactly the files CKPT-1.1 names). The directory must exist.
+    Other threads contend like other processes (an flock belongs to an open file); the lock is not
+    re-entrant: taking it again in the thread that holds it is a deadlock, which ``filelock`` reports
+    with a RuntimeError.
+    """
+    from filelock import FileLock
+
+    path = directory / LOCK
+    lock = FileLock(str(path), timeout=-1, fallback_to_soft=False)
+    try:
+        lock.acquire()
+    except OSError as e:
+        raise CheckpointError(f"cannot take the writer lock: {e.strerror or e}", path=path) from None
+    try:
+        try:
+            held = os.stat(path)
+        except OSError:
+            held = None
+        yield
+    finally:
+        try:
+            # CKPT-4.6: the holder removes the lock file before it releases the lock, and only its own
+            # file (a writer that deleted the file by hand and took a new one must keep its lock).
+            if held is not None and os.path.samestat(os.stat(path), held):
+                path.unlink()
+        except OSError:
+            pass
+        finally:
+            lock.release()
+
+
+def current_generation(directory: Path) -> str | None:
+    """The generation of the manifest now on disk, None without one (CKPT-4.7)."""
+    mpath = directory / MANIFEST
+    try:
+        return generation_of(mpath.read_bytes())
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise CheckpointError(f"cannot read the manifest: {e.strerror}", path=mpath) from None
+
+
+def commit_manifest(directory: Path, raw: dict, planned: str | None) -> str:
+    """Write the manifest, the commit (CKPT-4.2), under the generation check of CKPT-4.7; its generation.
+
+    Called with the writer lock held. ``planned`` is the generation the writer planned against (None:
+    no manifest, a save). A different manifest on disk just before the commit, or another than the
+    one written just after it, raises E_CKPT_CONFLICT, so success is never reported for a manifest
+    that is not the one on disk.
+    """
+    mpath = directory / MANIFEST
+    now = current_generation(directory)
+    if now != planned:
+        what = "a manifest appeared" if planned is None else (
+            "the manifest was removed" if now is None else f"the manifest changed (generation {now[:16]}...)")
+        raise CheckpointConflictError(f"{what} since this writer read the checkpoint (generation "
+                                      f"{(planned or 'none')[:16]}); a writer that does not take the lock "
+                                      f"{LOCK} is at work; nothing was committed", path=mpath)
+    data = manifest_bytes(raw)
+    write_file_atomic(mpath, data)                                              # CKPT-4.2: the commit
+    mine = generation_of(data)
+    if current_generation(directory) != mine:
+        raise CheckpointConflictError(f"the manifest on disk is not the one just committed (generation "
+                                      f"{mine[:16]}): another writer replaced it; this write is lost", path=mpath)
+    return mine
+
+
 def check_weights(cfg: ModelConfig, weights: dict[str, np.ndarray]) -> None:
     """The weights are exactly the config's tensors, binary32, of the right shapes (CKPT-4.5)."""
     want = dict(dense_shapes(cfg))
@@ -425,24 +515,34 @@ def save_checkpoint(path: str | os.PathLike, cfg: ModelConfig, weights: dict[str
     """Save a new checkpoint: every shard, then the manifest (CKPT-1 .. CKPT-4).
 
     Refuses a directory that already holds a manifest (CKPT-4.4) and weights that do not match the
-    config (CKPT-4.5), before writing anything.
+    config (CKPT-4.5), before writing anything. The writer lock (CKPT-4.6) is held from the check for
+    a manifest to the commit, so of concurrent saves into one directory exactly one succeeds and the
+    others get E_CKPT_EXISTS having written no shard (CKPT-4.8); the commit is generation-checked
+    (CKPT-4.7).
     """
     directory = Path(path)
     check_weights(cfg, weights)
-    if (directory / MANIFEST).exists():
-        raise CheckpointExistsError("already holds a checkpoint; expand it or save elsewhere", path=directory)
+
+    def refuse_existing():
+        if (directory / MANIFEST).exists():
+            raise CheckpointExistsError("already holds a checkpoint; expand it or save elsewhere", path=directory)
+
+    refuse_existing()                            # CKPT-4.8: MAY, before the lock, so a refusal creates nothing
     if directory.exists() and not directory.is_dir():
         raise CheckpointError("exists and is not a directory", path=directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise CheckpointError(f"cannot create the checkpoint directory: {e.strerror}", path=directory) from None
-    dense = write_shard(directory, "dense", {n: weights[n] for n in dense_shapes(cfg)})
-    tiers = [tier_entry(cfg, i, write_shard(directory, f"tier-{t.name}", {n: weights[n] for n in tier_shapes(cfg, i)}))
-             for i, t in enumerate(cfg.tiers)]
-    raw = build_manifest(cfg, dense, tiers)
-    write_file_atomic(directory / MANIFEST, manifest_bytes(raw))           # CKPT-4.2: the commit
-    return Manifest(directory, raw, cfg)
+    with writer_lock(directory):                                                # CKPT-4.6
+        refuse_existing()                                                       # CKPT-4.8: MUST, under the lock
+        dense = write_shard(directory, "dense", {n: weights[n] for n in dense_shapes(cfg)})
+        tiers = [tier_entry(cfg, i, write_shard(directory, f"tier-{t.name}",
+                                                {n: weights[n] for n in tier_shapes(cfg, i)}))
+                 for i, t in enumerate(cfg.tiers)]
+        raw = build_manifest(cfg, dense, tiers)
+        generation = commit_manifest(directory, raw, None)                      # CKPT-4.2, CKPT-4.7
+    return Manifest(directory, raw, cfg, generation)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -524,7 +624,8 @@ def verify_checkpoint(path: str | os.PathLike, tiers=None) -> VerifyReport:
     """Check the manifest and, with hashes, the dense shard and the TierSet's shards (default: all).
 
     Every shard is checked on its own and every failure reported (CKPT-6.2); files the manifest does
-    not name are reported as orphans (CKPT-6.3). A TierSet naming an unknown tier raises E_UNKNOWN_TIER.
+    not name are reported as orphans (CKPT-6.3), except the writers' lock file (CKPT-6.4). A TierSet
+    naming an unknown tier raises E_UNKNOWN_TIER.
     """
     directory = Path(path)
     try:
@@ -540,6 +641,6 @@ def verify_checkpoint(path: str | os.PathLike, tiers=None) -> VerifyReport:
         except CheckpointError as e:
             problem = Problem.of(e)
         checks.append(ShardCheck(str(directory / entry["file"]), label, problem))
-    named = {MANIFEST, m.dense["file"], *(t["file"] for t in m.tiers)}
+    named = {MANIFEST, LOCK, m.dense["file"], *(t["file"] for t in m.tiers)}     # CKPT-6.4: the lock is no orphan
     orphans = tuple(by_bytes(p.name for p in directory.iterdir() if p.name not in named))
     return VerifyReport(str(directory), ids, None, tuple(checks), orphans)

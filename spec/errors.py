@@ -15,6 +15,7 @@ class LiteLLMError(ValueError):
     def __init__(self, message: str, *, clause: str | None = None):
         if clause is not None:
             self.clause = clause
+        self.message = message       # the problem alone, without the code and clause prefix
         super().__init__(f"{self.code} [{self.clause}]: {message}" if self.clause else f"{self.code}: {message}")
 
 
@@ -167,9 +168,16 @@ class CheckpointTierExistsError(CheckpointError):
     clause = "EXP-1.6"
 
 
+class CheckpointConflictError(CheckpointError):
+    """Another writer changed the manifest since this writer (or its caller) read it; this write is not committed."""
+
+    code = "E_CKPT_CONFLICT"
+    clause = "CKPT-4.7"
+
+
 CHECKPOINT_ERRORS = (CheckpointError, CheckpointMissingError, CheckpointTruncatedError, CheckpointHashError,
                      CheckpointHeaderError, CheckpointSchemaError, CheckpointMismatchError, CheckpointExistsError,
-                     CheckpointTierExistsError)
+                     CheckpointTierExistsError, CheckpointConflictError)
 
 
 ERROR_CODES = {cls.code: cls for cls in (
