@@ -7,6 +7,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from lite_llm.spec.config import config_from_dict, seed_to_json
+from lite_llm.spec.operations import RECORD_FIELDS  # the one list of HSER-9.3
 
 
 def make_config(tiers=((4, 4), (8, 4), (8, 8)), k=(1, 2, 2), d=32, limbs=(2, 2), seed=0, **extra):
@@ -29,8 +30,6 @@ def bits(a: np.ndarray) -> np.ndarray:
     return a.view({1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[a.dtype.itemsize])
 
 
-RECORD_FIELDS = ("tier", "group", "expert", "gate", "count", "tier_probs", "chosen_tiers", "group_probs",
-                 "chosen_groups", "expert_probs")
 
 
 def assert_same_bits(a, b, where=""):
