@@ -76,8 +76,11 @@ def run_expand(args) -> int:
     from lite_llm.reference.checkpoint import read_manifest
 
     tier = parse_tier(args.tier)
-    cfg = read_manifest(args.dir).cfg.with_tier(tier)              # validates the tier (TIER-1.1) before any work
-    check_memory(model_bytes(cfg, [cfg.n_tiers - 1]), f"initialising tier {tier.name}", args.allow_large)
+    old = read_manifest(args.dir).cfg
+    if tier.name not in {t.name for t in old.tiers}:
+        cfg = old.with_tier(tier)                                  # validates the tier (TIER-1.1) before any work
+        check_memory(model_bytes(cfg, [cfg.n_tiers - 1]), f"initialising tier {tier.name}", args.allow_large)
+    # a name the checkpoint already has is refused by expand_checkpoint itself, with E_CKPT_TIER_EXISTS (EXP-1.6)
     m = expand_checkpoint(args.dir, tier, parse_seed(args.seed), verify=not args.no_verify)
     e = m.tiers[-1]
     print(f"added tier {e['name']} (id {e['id']}, {e['placement']}, budget {e['budget']:,} parameters) "
