@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from lite_llm.spec.operations import RECORD_FIELDS  # the record's fields (HSER-9.3), one list
+
 MAX_CANDIDATES = 256        # widest level (candidates of one matrix) the Triton kernels take
-RECORD_FIELDS = ("tier", "group", "expert", "gate", "count", "tier_probs", "chosen_tiers", "group_probs",
-                 "chosen_groups", "expert_probs")
 
 
 @dataclass(frozen=True)
