@@ -50,10 +50,6 @@ def npy_bytes(a: np.ndarray) -> bytes:
     return MAGIC + bytes([1, 0]) + len(header).to_bytes(2, "little") + header + a.tobytes(order="C")
 
 
-def write_npy(path: str | Path, a: np.ndarray) -> None:
-    Path(path).write_bytes(npy_bytes(a))
-
-
 def parse_npy(raw: bytes, where: str = "") -> tuple[np.ndarray, int]:
     """Decode .npy bytes (format 1.x/2.x, C order) into (array, data offset); ValueError naming ``where``."""
     if raw[:6] != MAGIC:
@@ -111,8 +107,3 @@ def bits(a: np.ndarray) -> np.ndarray:
     if a.dtype == np.bool_:
         return a.view(np.uint8)
     return a.view({1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[a.dtype.itemsize])
-
-
-def bfloat16_to_float32(bits16: np.ndarray) -> np.ndarray:
-    """bfloat16 bit patterns (uint16) to binary32, exactly (HSER-1.2)."""
-    return (np.asarray(bits16, np.uint16).astype(np.uint32) << np.uint32(16)).view(np.float32)

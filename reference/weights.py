@@ -46,9 +46,3 @@ def init_model_weights(cfg: ModelConfig, seed: int) -> dict[str, np.ndarray]:
     for t in range(cfg.n_tiers):
         w.update(init_tier_weights(cfg, seed, t))
     return w
-
-
-def tier_of(name: str) -> str | None:
-    """The tier name a tensor belongs to, or None for a dense tensor (CKPT shard rule)."""
-    m = TIER_TENSOR.match(name)
-    return m.group(2) if m else None

@@ -139,11 +139,6 @@ OPERATION_TABLE = (
 
 OPERATIONS: dict[str, Operation] = {op.name: op for op in OPERATION_TABLE}
 
-
-def operations_of(level: str) -> tuple[str, ...]:
-    """The names of the operations whose cases sit in ``level``, in table order."""
-    return tuple(op.name for op in OPERATION_TABLE if op.level == level)
-
 RECORD_FIELDS = ("tier", "group", "expert", "gate", "count", "tier_probs", "chosen_tiers", "group_probs",
                  "chosen_groups", "expert_probs")      # the arrays of a routing record (HSER-9.3) besides tier_set
 INDEX_FIELDS = ("tier", "group", "expert", "count", "chosen_tiers", "chosen_groups")   # its integer fields

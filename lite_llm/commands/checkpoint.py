@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from lite_llm.commands.inputs import add_allow_large, check_memory, model_bytes
+from lite_llm.commands.inputs import add_allow_large, check_memory, model_bytes, seed_arg
 from lite_llm.spec.configs import resolve_config
 from lite_llm.spec.config import PLACEMENTS, TierConfig, parse_seed
 from lite_llm.spec.errors import ConfigError
@@ -18,7 +18,7 @@ def add_parser(sub) -> None:
     q = cmds.add_parser("init", help="save a freshly initialised model (INIT chapter) as a new checkpoint")
     q.add_argument("dir", metavar="DIR", help="checkpoint directory to create (must not hold a checkpoint)")
     q.add_argument("--config", required=True, help="config JSON file or bundled name (e.g. tiny)")
-    q.add_argument("--seed", required=True, help="initialisation seed, an integer or 0x-hex in [0, 2**64)")
+    q.add_argument("--seed", type=seed_arg, required=True, help="initialisation seed, an integer or 0x-hex in [0, 2**64)")
     add_allow_large(q)
     q.set_defaults(func=run_init)
 
@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
     q.add_argument("dir", metavar="DIR", help="checkpoint directory")
     q.add_argument("--tier", required=True, metavar="NAME:GROUPS:EXPERTS:D_FF[:PLACEMENT]",
                    help=f"the new tier; PLACEMENT is one of {', '.join(PLACEMENTS)} (default HBM)")
-    q.add_argument("--seed", required=True, help="initialisation seed of the new tier's tensors")
+    q.add_argument("--seed", type=seed_arg, required=True, help="initialisation seed of the new tier's tensors")
     q.add_argument("--no-verify", action="store_true",
                    help="skip hashing the existing shards first (sizes and headers are still checked)")
     add_allow_large(q)

@@ -50,6 +50,15 @@ def positive_int(text: str) -> int:
     return v
 
 
+def seed_arg(text: str):
+    """argparse type of a seed: decimal digits on the command line become an integer; ``0x...`` (and
+    anything else) stays a string for ``parse_seed``, which checks it against HSER-4.1 (E_SEED)."""
+    t = text.strip()
+    if t.lstrip("-").isdigit() and t.isascii():
+        return int(t)
+    return t
+
+
 def load_npy(path: str | Path, what: str = "input") -> np.ndarray:
     """A .npy file as an array; a missing, empty, truncated, non-.npy or pickled file is a UsageError."""
     p = Path(path)

@@ -6,7 +6,7 @@ import json
 import numpy as np
 
 from lite_llm.commands.inputs import (UsageError, add_allow_large, check_memory, load_npy, non_negative_int,
-                                      output_path, router_bytes)
+                                      output_path, router_bytes, seed_arg)
 from lite_llm.commands.tierset_arg import HELP as TIERSET_HELP, resolve_tier_set
 from lite_llm.spec.config import parse_seed
 from lite_llm.spec.configs import resolve_config
@@ -23,10 +23,10 @@ def add_parser(sub) -> None:
     src.add_argument("--random", type=non_negative_int, metavar="T", default=8,
                      help="route T random Gaussian tokens (default 8)")
     p.add_argument("--input-seed", type=non_negative_int, default=0, help="seed of the random hidden states")
-    p.add_argument("--weights-seed", default="0", help="seed of the deterministic router weights (INIT chapter)")
+    p.add_argument("--weights-seed", type=seed_arg, default=0, help="seed of the deterministic router weights (INIT chapter)")
     p.add_argument("--layer", type=non_negative_int, default=0, help="which layer's router weights to initialise")
     p.add_argument("--tierset", default="all", help=TIERSET_HELP)
-    p.add_argument("--seed", default=None, help="routing seed s (default: the config's)")
+    p.add_argument("--seed", type=seed_arg, default=None, help="routing seed s, decimal or 0x-hex (default: the config's)")
     p.add_argument("--impl", choices=("reference", "optimized"), default="reference",
                    help="which implementation routes (the record is the same bits either way)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device of --impl optimized")
@@ -83,12 +83,7 @@ def run(args) -> int:
     else:
         h = np.random.default_rng(args.input_seed).standard_normal((args.random, cfg.d_model)).astype(np.float32)
     weights = init_router_weights(cfg, parse_seed(args.weights_seed), args.layer)
-    seed = args.seed                                              # a string: route() parses and checks it (HSER-4.1)
-    if seed is not None and not seed.lower().startswith("0x"):
-        try:
-            seed = int(seed)
-        except ValueError:
-            pass                                                  # route() rejects it with E_SEED
+    seed = args.seed                                              # route() checks it, once (HSER-4.1)
     if args.impl == "reference":
         rec = route_reference(cfg, weights, h, tiers, seed)
     else:
