@@ -89,7 +89,7 @@ def test_limb_split_is_exact(q):
 
 
 def test_exact_dot_matches_python_integers_at_the_bound():
-    """HSER-3.1, HSER-3.2: the accumulator at d = 2**17 with extreme limbs equals Python's exact sum."""
+    """HSER-3.1, HSER-3.2, OVW-2.4: the accumulator at d = 2**17 with extreme limbs equals Python's exact sum."""
     d = 1 << 17
     qx = np.full((2, d), 16256, np.int64)
     qx[1, ::2] = -16256

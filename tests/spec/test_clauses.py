@@ -19,6 +19,7 @@ def source_files(dirs=SOURCE_DIRS, exts=(".py", ".md", ".json")):
 
 
 def test_no_duplicate_clause_ids():
+    """OVW-1.2: a clause id names one clause."""
     assert duplicate_ids() == []
     assert len(registry()) == len(all_clauses())
 

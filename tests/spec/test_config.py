@@ -32,7 +32,7 @@ def test_bundled_configs_validate_and_round_trip():
     ({"tiers": [{"name": "a", "groups": 2 ** 31, "experts_per_group": 1, "d_ff": 1}]}, "tiers/0/groups"),
 ])
 def test_invalid_configs_name_the_field(patch, field):
-    """TIER-1.1, TIER-1.5: E_CONFIG naming the field."""
+    """TIER-1.1, TIER-1.3, TIER-1.5: each field of a tier and of the router in range; E_CONFIG naming the field."""
     d = config_to_dict(make_config())
     d.update(patch)
     with pytest.raises(ConfigError, match=field.replace("(", r"\(").replace(")", r"\)")) as e:
@@ -41,6 +41,7 @@ def test_invalid_configs_name_the_field(patch, field):
 
 
 def test_semantic_limits():
+    """TIER-1.1: unique tier names, heads of even size."""
     d = config_to_dict(make_config())
     d["tiers"][1]["name"] = d["tiers"][0]["name"]
     with pytest.raises(ConfigError, match="unique"):
@@ -73,7 +74,7 @@ def test_tier_ids_are_positions_and_expansion_appends():
 
 
 def test_tierset_modes():
-    """TIER-2.1, TIER-2.5, TIER-3.1 .. TIER-3.3."""
+    """TIER-2.1, TIER-2.5, TIER-3.1, TIER-3.2, TIER-3.3."""
     cfg = make_config()
     assert exclusive(cfg, "tier_1") == (1,)
     assert cumulative(cfg, "tier_1") == (0, 1)

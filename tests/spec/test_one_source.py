@@ -61,6 +61,7 @@ def test_every_committed_case_uses_a_listed_operation_at_its_level():
 
 
 def test_adapters_offer_only_listed_operations():
+    """OVW-1.3: an implementation states the operations it offers; only listed ones."""
     assert ReferenceAdapter().operations == set(OPERATIONS)       # the reference offers every operation
     try:
         from lite_llm.optimized.adapter import OptimizedAdapter
@@ -81,6 +82,7 @@ def written(shape, symbols) -> str:
 
 
 def test_init_clauses_name_every_tensor_with_its_shape():
+    """INIT-2.1 .. INIT-2.3 and TIER-1.4 (every group of tier t holds E_t experts: the (G_t, E_t, ...) shapes)."""
     cfg, sym = symbolic_config()
     text = " ".join(registry()[c].text for c in ("INIT-2.1", "INIT-2.2", "INIT-2.3"))
     for name, shape in {**dense_shapes(cfg), **tier_layer_shapes(cfg, 0, 0)}.items():
