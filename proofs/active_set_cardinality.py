@@ -38,6 +38,12 @@ def product_small(a, b, amax: int):
     return z3.Sum([z3.If(a == x, x * b, 0) for x in range(1, amax + 1)])
 
 
+def filled_pairs(G, E, k2: int, k3: int):
+    """Filled (group, expert) slots under one filled tier slot: group slot j < G, expert slot l < E. The model's
+    term; tier_lemma proves it equal to min(k2, G) * min(k3, E) and count_formula uses it at the chosen tiers."""
+    return z3.Sum([z3.If(z3.And(j < G, l < E), 1, 0) for j in range(k2) for l in range(k3)])
+
+
 class Slots:
     """The slot model of one token's selection for fan-outs k = (k1, k2, k3)."""
 
@@ -56,7 +62,7 @@ class Slots:
         """Filled expert slots under tier slot i, if it is filled."""
         _, k2, k3 = self.k
         t = self.tier[i]
-        return z3.Sum([z3.If(z3.And(j < self.G(t), l < self.E(t)), 1, 0) for j in range(k2) for l in range(k3)])
+        return filled_pairs(self.G(t), self.E(t), k2, k3)
 
     def count(self):
         return z3.Sum([z3.If(self.tier_filled(i), self.tier_slot_count(i), 0) for i in range(self.k[0])])
@@ -94,16 +100,23 @@ def grid_claim(name, statement, build, fanouts=FANOUTS, expected="proved", metho
 def tier_lemma(k2: int, k3: int):
     """Filled (group, expert) slots of a filled tier slot = min(k2, G) * min(k3, E)."""
     G, E = z3.Ints("G E")
-    count = z3.Sum([z3.If(z3.And(j < G, l < E), 1, 0) for j in range(k2) for l in range(k3)])
-    return [G >= 1, E >= 1], count == product_small(zmin(k2, G), zmin(k3, E), k2)
+    return [G >= 1, E >= 1], filled_pairs(G, E, k2, k3) == product_small(zmin(k2, G), zmin(k3, E), k2)
+
+
+def spec_count(m: Slots):
+    """HSER-9.1's count written from the spec's text, independently of the slot model's predicates: the
+    chosen tiers are the first min(k_tier, |T|) (HSER-5.3, PARAM-3.2's |S|), each contributing
+    min(k_group, G_t) * min(k_expert, E_t). Uses neither ``tier_filled`` nor ``count``."""
+    k1 = m.k[0]
+    chosen = zmin(k1, m.n)                                      # |S| = min(k_tier, |T|)
+    return z3.Sum([z3.If(z3.IntVal(i) < chosen, m.spec_term(i), 0) for i in range(k1)])
 
 
 def formula(k):
-    """count = sum over filled tier slots of min(k2, G_t) * min(k3, E_t), with the tier lemma as instances."""
+    """count (the slot model) = HSER-9.1's sum (spec_count), with the tier lemma as instances."""
     m = Slots(k)
     lemma = [m.tier_slot_count(i) == m.spec_term(i) for i in range(k[0])]   # tier_lemma at G(t_i), E(t_i)
-    spec = z3.Sum([z3.If(m.tier_filled(i), m.spec_term(i), 0) for i in range(k[0])])
-    return m.premises + lemma, m.count() == spec
+    return m.premises + lemma, m.count() == spec_count(m)
 
 
 def at_most_k(k):
@@ -175,8 +188,11 @@ def prove() -> Certificate:
     lemma.time_s = round(time.perf_counter() - t_lem, 6)
     claims = [
         lemma,
-        grid_claim("count_formula", "The number of filled expert slots is HSER-9.1's sum over filled tier slots "
-                   "of min(k_group, G_t) * min(k_expert, E_t), for every |T| >= 1 and all G, E >= 1.", formula,
+        grid_claim("count_formula", "The number of filled expert slots is HSER-9.1's sum over the min(k_tier, |T|) "
+                   "chosen tiers (HSER-5.3) of min(k_group, G_t) * min(k_expert, E_t), for every |T| >= 1 and all "
+                   "G, E >= 1. The two sides are independent: the left counts the slot model's filled slots, the "
+                   "right is the clause's formula with |S| = min(k_tier, |T|) written out (it does not reuse the "
+                   "model's filling predicate), so a model that fills one tier slot too many fails here.", formula,
                    method="Z3 linear integer arithmetic, tier_slot_count as ground instances"),
         grid_claim("at_most_K", "For every configuration, at most K = k_tier * k_group * k_expert expert slots "
                    "are filled.", at_most_k, method="Z3 linear integer arithmetic"),

@@ -1,5 +1,11 @@
 """Routing under a TierSet T does not change when tiers outside T are added (paper section 7).
 
+The premise is not assumed: claim expansion_operator_preserves_old_tiers runs the expansion operator as
+implemented (``lite_llm.reference.expand.expand_checkpoint``) on a saved checkpoint and checks that it
+writes no old shard (byte-identical, same inode and mtime), carries the old manifest entries unchanged,
+appends the new tier, and that loading and a forward pass under every old TierSet give the same tensors,
+logits and routing records bit for bit. An operator that rewrites an old shard fails that claim.
+
 With exclusion (TIER-2.6) the argument is short and holds in binary32/binary64 arithmetic, not only in
 real numbers: adding tiers appends them (TIER-1.6) and leaves existing rows untouched, so the level-1
 candidate list (T in ascending id order), each candidate's logit (its own row, its own quantization
@@ -24,7 +30,7 @@ from .certificate import COUNTEREXAMPLE, PROVED, Certificate, Claim, finish, fp_
 
 NAME = "backward_compatibility"
 TITLE = "Adding tiers outside the TierSet leaves routing bit-identical (exclusion, not -inf masking)"
-CLAUSES = ["TIER-1.6", "TIER-2.5", "TIER-2.6", "HSER-2.6", "HSER-4.5", "HSER-5.3", "HSER-6.5", "HSER-6.6",
+CLAUSES = ["EXP-1.3", "EXP-2.1", "EXP-2.2", "TIER-1.6", "TIER-2.5", "TIER-2.6", "HSER-2.6", "HSER-4.5", "HSER-5.3", "HSER-6.5", "HSER-6.6",
            "HSER-7.1", "HSER-7.4"]
 PAPER = "section 7 (Theorem: backward compatibility) and section 5.2 (mask to T)"
 BV = z3.BitVecSort(64)
@@ -225,15 +231,149 @@ def reference_router_claim(tokens: int = 256) -> Claim:
                  bad)
 
 
+# ---------------------------------------------------------------------------------------------
+# The expansion operator as implemented (EXP-1.3, EXP-2.1, EXP-2.2)
+# ---------------------------------------------------------------------------------------------
+
+EXPAND_SEED, NEW_TIER_SEED = 21, 0xDEADBEEF
+
+
+def small_config():
+    """Three small tiers, two layers, k_tier = 2: the checkpoint the expansion claim saves and expands."""
+    from lite_llm.spec.config import config_from_dict
+
+    return config_from_dict({
+        "spec_version": "0.1", "d_model": 8, "n_heads": 2, "n_layers": 2, "vocab_size": 16,
+        "tiers": [{"name": f"tier_{i}", "groups": g, "experts_per_group": e, "d_ff": 8}
+                  for i, (g, e) in enumerate(((2, 2), (3, 2), (2, 3)))],
+        "router": {"k_tier": 2, "k_group": 2, "k_expert": 2, "hidden_limbs": 2, "weight_limbs": 2, "seed": 7}})
+
+
+def file_state(d) -> dict:
+    """name -> (bytes, inode, mtime_ns) of every file in a checkpoint folder."""
+    from pathlib import Path
+
+    out = {}
+    for p in sorted(Path(d).iterdir()):
+        st = p.stat()
+        out[p.name] = (p.read_bytes(), st.st_ino, st.st_mtime_ns)
+    return out
+
+
+def forward_bits(d, tiers, tokens) -> dict:
+    """The logits and every field of every layer's routing record of a forward under ``tiers``, as bytes,
+    with the model loaded from the checkpoint at ``d`` (only the TierSet's shards are read, CKPT-5.3)."""
+    import dataclasses
+
+    from lite_llm.reference.checkpoint import load_checkpoint
+    from lite_llm.reference.model import forward
+
+    cfg, w = load_checkpoint(d, list(tiers))
+    out = forward(cfg, w, tokens, list(tiers))
+    bits = {"tiers of T in the config": [cfg.tiers[t] for t in tiers]}                      # EXP-2.1
+    bits.update({f"tensor {n}": (a.dtype.str, a.shape, np.ascontiguousarray(a).tobytes()) for n, a in sorted(w.items())})
+    bits["logits"] = (out.logits.dtype.str, out.logits.shape, np.ascontiguousarray(out.logits).tobytes())
+    for layer, r in enumerate(out.routes):
+        for f in dataclasses.fields(r):
+            a = np.asarray(getattr(r, f.name))
+            bits[f"layer {layer} {f.name}"] = (a.dtype.str, a.shape, np.ascontiguousarray(a).tobytes())
+    return bits
+
+
+def expansion_operator_claim() -> Claim:
+    """Run lite_llm.reference.expand.expand_checkpoint on a saved checkpoint and compare before and after."""
+    import itertools
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from lite_llm.reference import expand
+    from lite_llm.reference.checkpoint import MANIFEST, save_checkpoint
+    from lite_llm.reference.weights import init_model_weights
+    from lite_llm.spec.config import TierConfig
+    from lite_llm.spec.errors import LiteLLMError
+
+    t0 = time.perf_counter()
+    cfg = small_config()
+    new_tier = TierConfig("tier_new", groups=3, experts_per_group=2, d_ff=4, placement="NVMe")
+    tokens = np.random.default_rng(3).integers(0, cfg.vocab_size, (2, 6))
+    old_sets = [ts for r in range(1, cfg.n_tiers + 1) for ts in itertools.combinations(range(cfg.n_tiers), r)]
+    bad = {}
+    with tempfile.TemporaryDirectory(prefix="lite-llm-expand-proof-") as tmp:
+        d = Path(tmp) / "ckpt"
+        save_checkpoint(d, cfg, init_model_weights(cfg, EXPAND_SEED))
+        files = file_state(d)
+        manifest = json.loads(files[MANIFEST][0])
+        before = {ts: forward_bits(d, ts, tokens) for ts in old_sets}
+        expand.expand_checkpoint(d, new_tier, NEW_TIER_SEED)              # the operator, as implemented
+        files2 = file_state(d)
+        manifest2 = json.loads(files2[MANIFEST][0])
+        for name, (data, ino, mtime) in files.items():
+            if name == MANIFEST:
+                continue
+            if name not in files2:
+                bad.setdefault("old file removed", name)
+            elif files2[name][0] != data:
+                bad.setdefault("old shard rewritten (bytes differ)", name)
+            elif files2[name][1:] != (ino, mtime):
+                bad.setdefault("old shard written again (same bytes, new inode or mtime)", name)
+        added = sorted(set(files2) - set(files))
+        if len(added) != 1:
+            bad["files added"] = added
+        if manifest2.get("dense") != manifest["dense"]:
+            bad["manifest dense entry changed"] = True
+        if manifest2.get("tiers", [])[:cfg.n_tiers] != manifest["tiers"]:
+            bad["manifest entries of the old tiers changed"] = [
+                t["name"] for t, u in zip(manifest["tiers"], manifest2.get("tiers", [])) if t != u]
+        if manifest2["config"]["tiers"][:cfg.n_tiers] != manifest["config"]["tiers"] or \
+                len(manifest2["config"]["tiers"]) != cfg.n_tiers + 1:
+            bad["config tiers not the old ones plus one appended"] = True
+        for ts in old_sets:
+            try:
+                after = forward_bits(d, ts, tokens)
+            except LiteLLMError as e:                                         # EXP-2.1: C' valid for T
+                bad.setdefault("loading or forward fails under old TierSet",
+                               {"TierSet": list(ts), "error": f"{e.code}: {type(e).__name__}"})
+                continue
+            diff = [k for k in before[ts] if after.get(k) != before[ts][k]]
+            if diff:
+                bad.setdefault("forward differs under old TierSet", {"TierSet": list(ts), "fields": diff[:6]})
+        try:
+            new_ok = bool(forward_bits(d, (cfg.n_tiers,), tokens))           # the new tier is routable
+        except LiteLLMError as e:
+            new_ok = False
+            bad["new tier not loadable"] = f"{e.code}: {type(e).__name__}"
+    t = round(time.perf_counter() - t0, 6)
+    return Claim("expansion_operator_preserves_old_tiers", "The expansion operator as implemented "
+                 "(lite_llm.reference.expand.expand_checkpoint), run on a saved 3-tier, 2-layer checkpoint to append "
+                 "a fourth tier: every file of the old checkpoint other than the manifest is byte-identical and not "
+                 "written again (same inode and mtime, EXP-1.3); exactly one file is added (the new tier's shard); "
+                 "the manifest's dense entry, old tier entries and old tier configs are carried unchanged and the "
+                 f"new tier is appended (TIER-1.6); loading under each of the {len(old_sets)} old TierSets gives the "
+                 "same tier configs and tensors bit for bit (EXP-2.1), and a forward pass gives bit-identical logits "
+                 "and routing records (every field, every layer) before and after (EXP-2.2). This derives backward compatibility from the "
+                 "operator itself instead of assuming TIER-1.6.", "spec", PROVED,
+                 PROVED if not bad and new_ok else COUNTEREXAMPLE,
+                 "execution of the reference operator on a checkpoint in a temporary folder; files compared byte "
+                 "for byte (plus inode and mtime), forward passes compared bit for bit",
+                 "save(cfg, init(cfg, 21)); S0 = files, F0[T] = forward(load(T), tokens, T) for every T of ids "
+                 "{0, 1, 2}; expand_checkpoint(ckpt, tier_new, 0xDEADBEEF); assert old files and manifest entries "
+                 "unchanged and forward(load(T), tokens, T) == F0[T] bit for bit", t, bad or None,
+                 {"old TierSets": [list(ts) for ts in old_sets], "tokens": list(map(list, tokens.tolist())),
+                  "files compared": len(files) - 1})
+
+
 def prove() -> Certificate:
     t0 = time.perf_counter()
-    claims = [operands_claim(), masking_claim(), appended_masking_claim(), masked_topk_claim(),
-              reference_router_claim()]
+    claims = [operands_claim(), expansion_operator_claim(), masking_claim(), appended_masking_claim(),
+              masked_topk_claim(), reference_router_claim()]
     cert = Certificate(
         NAME, TITLE,
         "For every TierSet T, routing under T gives the same bits after tiers outside T are appended, in the "
         "spec's actual binary32/binary64 arithmetic: with exclusion (TIER-2.6) the level-1 candidates, their "
-        "logits and their tie keys are unchanged, hence every IEEE operation on them. The paper's -inf masking "
+        "logits and their tie keys are unchanged, hence every IEEE operation on them. The expansion operator as "
+        "implemented leaves every old shard and manifest entry untouched and gives bit-identical tensors, logits "
+        "and routing records under every old TierSet of a saved checkpoint (EXP-1.3, EXP-2.1, EXP-2.2). The paper's -inf masking "
         "does not give this: it changes tree-sum bits when excluded tiers sit between included ones, and "
         "with k_tier > |T| it selects an excluded tier that depends on how many tiers exist.",
         CLAUSES, PAPER, claims,

@@ -19,7 +19,7 @@ import time
 
 import z3
 
-from .active_set_cardinality import FANOUTS, FANOUTS_TEXT, grid_claim, zmin
+from .active_set_cardinality import FANOUTS, FANOUTS_TEXT, grid_claim, product_small, zmin
 from .certificate import COUNTEREXAMPLE, PROVED, Certificate, Claim, finish, z3_claim
 
 NAME = "bounded_active_compute"
@@ -70,7 +70,8 @@ class Layer:
         """PARAM-3.2: |T| level-1 rows, G_t per chosen tier, E_t per chosen group."""
         k1, k2, _ = self.k
         rows2 = z3.Sum([z3.If(self.tier_filled(i), self.G(self.tier[i]), 0) for i in range(k1)])
-        rows3 = z3.Sum([z3.If(self.group_filled(i, j), self.E(self.tier[i]), 0) for i in range(k1) for j in range(k2)])
+        rows3 = z3.Sum([z3.If(self.tier_filled(i), group_rows(self.G(self.tier[i]), self.E(self.tier[i]), k2), 0)
+                        for i in range(k1)])              # E_t for each filled group slot (i, j), j < G_t
         return self.n + rows2 + rows3
 
     def K(self):
@@ -86,6 +87,52 @@ def corrected_rows(k):
     m = Layer(k)
     k1, k2, _ = k
     return m.premises, m.router_rows() <= m.M + k1 * m.Gmax + k1 * k2 * m.Emax
+
+
+def spec_router_rows(m: Layer):
+    """PARAM-3.2's row count written from the clause, independently of the slot model's filling predicates:
+    |T| + sum over the |S| = min(k_tier, |T|) chosen tiers of G_t + min(k_group, G_t) E_t."""
+    k1, k2, _ = m.k
+    chosen = zmin(k1, m.n)
+    return m.n + z3.Sum([z3.If(z3.IntVal(i) < chosen, m.G(m.tier[i]) + product_small(zmin(k2, m.G(m.tier[i])),
+                                                                                      m.E(m.tier[i]), k2), 0)
+                         for i in range(k1)])
+
+
+def group_rows(G, E, k2: int):
+    """Level-3 rows under one chosen tier in the slot model: E for each filled group slot j < G."""
+    return z3.Sum([z3.If(j < G, E, 0) for j in range(k2)])
+
+
+def group_rows_lemma(k2: int):
+    """The level-3 rows of one chosen tier are min(k_group, G) * E, for every G, E >= 1."""
+    G, E = z3.Ints("G E")
+    return [G >= 1, E >= 1], group_rows(G, E, k2) == product_small(zmin(k2, G), E, k2)
+
+
+def group_rows_claim() -> Claim:
+    """group_rows_lemma for every k_group of the grid, reported as one claim."""
+    t0 = time.perf_counter()
+    k2s = sorted({k2 for _, k2, _ in FANOUTS})
+    results = [(k2, z3_claim("group_rows", "", *group_rows_lemma(k2), keep_form=False)) for k2 in k2s]
+    bad = [k2 for k2, c in results if not c.ok]
+    shown = z3_claim("group_rows", "", *group_rows_lemma(bad[0] if bad else 2))
+    shown.statement = ("The level-3 rows of one chosen tier in the slot model (E_t for each group slot j < G_t) are "
+                       "min(k_group, G_t) * E_t, for every G_t, E_t >= 1.")
+    shown.method = (f"Z3 linear integer arithmetic, one query per k_group in {k2s} (the solver form shown is for "
+                    f"k_group = {bad[0] if bad else 2})")
+    shown.details["k_group not proved"] = bad
+    shown.time_s = round(time.perf_counter() - t0, 6)
+    return shown
+
+
+def rows_formula(k):
+    """router_rows (the slot model) = PARAM-3.2 (spec_router_rows), group_rows_lemma as ground instances."""
+    m = Layer(k)
+    k1, k2, _ = k
+    premises = [m.n >= 1] + [c for t in m.tier for c in (m.G(t) >= 1, m.E(t) >= 1)]
+    lemma = [group_rows(m.G(t), m.E(t), k2) == product_small(zmin(k2, m.G(t)), m.E(t), k2) for t in m.tier]
+    return premises + lemma, m.router_rows() == spec_router_rows(m)
 
 
 def combine_claim() -> Claim:
@@ -211,6 +258,13 @@ def prove() -> Certificate:
         grid_claim("paper_bound_experts", "Per layer, the active experts' parameters are at most K max|e| (the "
                    "paper's bound, experts only), for every TierSet size, tier shapes and expert sizes.",
                    paper_layer, method="Z3 linear integer arithmetic, slot model, max|e| as ground instances"),
+        group_rows_claim(),
+        grid_claim("router_rows_formula", "Per layer, the router rows the slot model reads equal PARAM-3.2's count: "
+                   "|T| + sum over the |S| = min(k_tier, |T|) chosen tiers of (G_t + min(k_group, G_t) E_t), for "
+                   "every |T| >= 1 and all tier shapes. The right side is the clause's formula written out, not the "
+                   "model's filling predicates, so a model that fills a tier or group slot too many fails here.",
+                   rows_formula, method="Z3 linear integer arithmetic, slot model against the clause's formula, "
+                                        "group_rows as ground instances"),
         grid_claim("router_rows_bound", "Per layer, the router rows a token reads (PARAM-3.2: |T| + sum of G_t "
                    "over chosen tiers + sum of E_t over chosen groups) are at most M + k_tier G_max + k_tier k_group "
                    "E_max, for every TierSet of at most M tiers and all tier shapes.", corrected_rows,

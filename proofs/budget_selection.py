@@ -10,7 +10,10 @@ approximation with no bound (SEL-3.6). Claims:
 - the SEL-2.3 order is a strict total order on binary64 sums, so the optimum is unique; feasibility
   needs every tier to fit alone (SEL-2.5), from binary64 monotonicity;
 - ``select_budget`` returns Z3's lexicographic optimum on the worked examples and on random instances,
-  and its bit-reversed-mask tie-break is the lexicographic id order.
+  and its bit-reversed-mask tie-break is the lexicographic id order;
+- ``select_budget`` returns the optimum of an independent enumeration (plain Python, every subset) on
+  instances where greedy is *not* optimal: SEL-3.6's A and B, B with the small tier scaled, and a
+  generated family of 3 to 8 tiers where greedy_budget is suboptimal, so a greedy select_budget fails.
 """
 from __future__ import annotations
 
@@ -275,6 +278,113 @@ def select_matches_optimum_claim(n_random: int = 60) -> Claim:
                   "worked examples as listed in SEL-2.6": expected_ok})
 
 
+# ---------------------------------------------------------------------------------------------
+# An independent exact optimum: every non-empty subset, SEL-2.1 .. SEL-2.3 written out in plain Python
+# ---------------------------------------------------------------------------------------------
+
+def fold(values, S) -> float:
+    """SEL-2.1: the binary64 left fold over the ids of S in ascending order (Python floats are binary64)."""
+    acc = None
+    for t in sorted(S):
+        acc = float(values[t]) if acc is None else acc + float(values[t])
+    return acc
+
+
+def brute_force(U, c, m, tau, mu):
+    """The SEL-2.4 optimum by enumerating every non-empty subset (itertools, no NumPy, no bit masks): feasible
+    when sum c <= tau and sum m <= mu (SEL-2.2), best first by the SEL-2.3 key. None when nothing fits."""
+    best = None
+    for r in range(1, len(U) + 1):
+        for S in itertools.combinations(range(len(U)), r):      # ascending id tuples
+            sc, sm = fold(c, S), fold(m, S)
+            if not (sc <= tau and sm <= mu):
+                continue
+            key = (-fold(U, S), sc, sm, len(S), S)
+            if best is None or key < best:
+                best = key
+    return None if best is None else best[-1]
+
+
+def instance_b(eps: float):
+    """SEL-3.6's instance B with the small tier scaled: U = (1, 3 eps, 1, 1), c = (1/4, eps, 3/4, 0),
+    m = (1/4, eps, 0, 3/4), tau = mu = 1. SEL-3 keeps {0, 1} (utility 1 + 3 eps), the optimum is {0, 2, 3} (3)."""
+    return ((1.0, 3 * eps, 1.0, 1.0), (0.25, eps, 0.75, 0.0), (0.25, eps, 0.0, 0.75), 1.0, 1.0)
+
+
+def greedy_gap_instances(n: int = 40, seed: int = 11, max_tries: int = 20_000):
+    """A generated family where SEL-3's greedy is suboptimal: random instances of 3 to 8 tiers (dyadic values,
+    so sums are exact and ties frequent), kept only when greedy_budget's utility is below the optimum's."""
+    from lite_llm.reference.selection import greedy_budget
+
+    rng = random.Random(seed)
+    vals = (0.0, 0.125, 0.25, 0.375, 0.5, 0.75, 1.0, 1.5, 2.0)
+    out = []
+    for _ in range(max_tries):
+        M = rng.randint(3, 8)
+        U, c, m = (tuple(rng.choice(vals) for _ in range(M)) for _ in range(3))
+        tau, mu = rng.choice((1.0, 1.5, 2.0)), rng.choice((1.0, 1.5, 2.0, INF))
+        o = brute_force(U, c, m, tau, mu)
+        if o is not None and fold(U, greedy_budget(U, c, m, tau, mu)) < fold(U, o):
+            out.append((U, c, m, tau, mu))
+            if len(out) == n:
+                break
+    return out
+
+
+def discriminating_instances():
+    """(label, instance) pairs: the certificates' own counterexamples, SEL-2.6, and the generated family."""
+    A = ((1.0, 1000.0), (1 / 1024, 1.0), (1 / 1024, 1.0), 1.0, 1.0)
+    B = instance_b(1 / 64)
+    B5 = (B[0] + (5.0,), B[1] + (2.0,), B[2] + (0.5,), 1.0, 1.0)        # B with a fifth tier that never fits
+    out = [("SEL-3.6 instance A", A), ("SEL-3.6 instance B (2.87x)", B), ("instance B + a tier that never fits", B5)]
+    out += [(f"instance B, eps = 2**-{j}", instance_b(2.0 ** -j)) for j in (3, 4, 5, 8, 10, 12, 20)]
+    out += [(f"SEL-2.6 case {i + 1}", (U, c, m, tau, mu)) for i, (U, c, m, tau, mu, _) in enumerate(worked_examples())]
+    out += [(f"generated {i}", inst) for i, inst in enumerate(greedy_gap_instances())]
+    return out
+
+
+def select_vs_enumeration_claim() -> Claim:
+    from lite_llm.reference import selection
+
+    t0 = time.perf_counter()
+    cases = discriminating_instances()
+    bad, gaps, worst = None, 0, (Fraction(1), "")
+    for label, (U, c, m, tau, mu) in cases:
+        want = brute_force(U, c, m, tau, mu)
+        got = select_or_none(U, c, m, tau, mu)
+        if want is not None:
+            g = selection.greedy_budget(U, c, m, tau, mu)
+            ug, uo = Fraction(fold(U, g)), Fraction(fold(U, want))
+            if ug < uo:
+                gaps += 1
+                if ug > 0 and uo / ug > worst[0]:
+                    worst = (uo / ug, label)
+        if got != want and bad is None:
+            bad = {"instance": label, "U": list(U), "c": list(c), "m": list(m), "tau": tau, "mu": mu,
+                   "enumerated optimum": list(want) if want is not None else "E_BUDGET",
+                   "select_budget": list(got) if got is not None else "E_BUDGET",
+                   "utility: optimum, select_budget": [fold(U, want) if want else None, fold(U, got) if got else None]}
+    generated = sum(label.startswith("generated") for label, _ in cases)
+    result = COUNTEREXAMPLE if bad else (PROVED if gaps >= generated > 0 else "unknown")
+    details = {"instances": len(cases), "generated instances (greedy suboptimal by construction)": generated,
+               "instances where greedy_budget is suboptimal": gaps,
+               "largest optimum / greedy factor": f"{float(worst[0]):.4f} ({worst[1]})"}
+    if result == "unknown":
+        details["reason"] = "the instances do not tell greedy from the optimum, so the check would not catch it"
+    return Claim("select_budget_is_the_enumerated_optimum", f"select_budget (SEL-2.4) returns exactly the TierSet an "
+                 f"independent enumeration of every non-empty subset finds (binary64 left folds in ascending id order, "
+                 f"SEL-2.1; feasibility, SEL-2.2; the SEL-2.3 key; E_BUDGET when nothing fits) on {len(cases)} "
+                 f"instances chosen so that greedy is not the optimum: SEL-3.6's instances A and B, instance B with "
+                 f"the small tier scaled (the factor tends to 3), SEL-2.6's worked examples, and {generated} generated "
+                 "instances of 3 to 8 tiers on which SEL-3's greedy_budget is suboptimal. A greedy select_budget "
+                 "fails here.", "spec", PROVED, result,
+                 "enumeration in plain Python (itertools.combinations; no NumPy, no bit masks, no Z3) against "
+                 "lite_llm.reference.selection.select_budget",
+                 "for each instance: min over non-empty S with fold(c, S) <= tau and fold(m, S) <= mu of "
+                 "(-fold(U, S), fold(c, S), fold(m, S), |S|, S) == select_budget(U, c, m, tau, mu)",
+                 round(time.perf_counter() - t0, 6), bad, details)
+
+
 def select_or_none(*args):
     from lite_llm.reference.selection import select_budget
     from lite_llm.spec.errors import BudgetError
@@ -288,7 +398,7 @@ def select_or_none(*args):
 def prove() -> Certificate:
     t0 = time.perf_counter()
     claims = [no_constant_factor_claim(), sel3_greedy_claim(), *order_claims(), monotone_claim(), tiebreak_claim(),
-              select_matches_optimum_claim()]
+              select_matches_optimum_claim(), select_vs_enumeration_claim()]
     cert = Certificate(
         NAME, TITLE,
         "The budget-constrained mode's answer (SEL-2.4) is the best feasible TierSet under a strict total order "

@@ -144,7 +144,7 @@ def prove(lo: int = LO_BITS, hi: int = HI_BITS, processes: int | None = None) ->
         "within_stated_ulp", f"For {range_text}, canonical_exp(t) is within {bound} ulp of exp(t) (HSER-6.4), with "
         "the binary64 reference's error accounted for conservatively.", "spec", PROVED,
         PROVED if bound is not None and s["max_upper"] <= bound else COUNTEREXAMPLE,
-        f"exhaustive enumeration over {procs} process(es), {CHUNK:,} inputs per chunk", form, t_scan,
+        f"exhaustive enumeration in chunks of {CHUNK:,} inputs over worker processes", form, t_scan,
         None if bound is not None and s["max_upper"] <= bound else
         {"t": repr(f32(s["argmax_upper_bits"])), "bits": f"0x{s['argmax_upper_bits']:08x}",
          "conservative error (ulp)": s["max_upper"]},
@@ -194,10 +194,10 @@ def prove(lo: int = LO_BITS, hi: int = HI_BITS, processes: int | None = None) ->
         f"{bound} ulp of exp(t), where an ulp is the gap between the binary32 number nearest to exp(t) and the next "
         f"larger one; checked exhaustively. Largest error {s['max_err']:.4f} ulp at t = {t_worst!r}.",
         CLAUSES, PAPER, claims,
-        notes=[f"Scanned {s['n']:,} inputs in {t_scan:.1f} s on {procs} process(es).",
+        notes=[f"Scanned {s['n']:,} inputs (the time and the number of worker processes are in the run's timings).",
                "+0.0 is not among the bit patterns scanned (they run from -0.0 down to -87.0); it is checked "
                "directly (claim results_normal_and_exp0_is_1).",
                "exp(t) is transcendental for rational t != 0, so it never lies exactly halfway between two binary32 "
                "numbers, and 'the binary32 number nearest to exp(t)' is always well defined."],
-        method=__doc__)
+        method=__doc__, run_info={"worker processes": procs, "scan time_s": t_scan})
     return finish(cert, t0)

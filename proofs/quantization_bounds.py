@@ -1,9 +1,10 @@
 """Quantized values and exact logits stay in range for every d the spec allows (HSER-2, HSER-3).
 
 - HSER-2.3: the prescale of rows with a < 2**-64 is exact; r = fl(127 / a) is normal for every a
-  after it; |fl(x * r)| <= fl(a * r) <= 127 + 2**-17 (exhaustive over significands, monotone rounding),
-  so Q = round_half_even(y * 2**(7 (L - 1))) has |Q| <= 127 * 128**(L - 1) (binary32 lemmas, joined by
-  ground instances);
+  after it; |fl(x * r)| <= fl(a * r) <= 127 + 2**-17: the binary32 products are exact in binary64, the
+  binary64 -> binary32 rounding is monotone and odd (Z3, binary64 theory), and fl(a * r) <= 127 + 2**-17
+  for every significand (exhaustive); so Q = round_half_even(y * 2**(7 (L - 1))) has
+  |Q| <= 127 * 128**(L - 1) (the lemmas joined by ground instances);
 - HSER-2.4: the limb split Q = 128 hi + lo, hi = round_half_even(Q / 128), is exact with |hi| <= 127,
   |lo| <= 64 (checked for every Q there is);
 - HSER-3.2: each int8 x int8 limb sum, and every partial sum of it, fits int32 for d <= 2**17; the
@@ -65,26 +66,49 @@ def reciprocal_claim() -> Claim:
                     method="Z3 floating-point (binary32): the negation is unsat")
 
 
+PRODUCT_EXPONENTS = (-85, -1, 0, 100, 127)     # unbiased exponents of a checked exhaustively (binary32's extremes)
+
+
 def largest_product_claim() -> Claim:
-    """max over a of fl(a * fl(127 / a)), all 2**23 significands (the exponent does not matter, see reciprocal_normal)."""
+    """max over a of fl(a * fl(127 / a)), all 2**23 significands at a few exponents (reciprocal_normal: the
+    exponent does not change the product), computed as binary32 and as binary32(binary64 product)."""
     t0 = time.perf_counter()
     sig = np.arange(1 << 23, dtype=np.uint32)
-    worst, above = 0.0, 0
-    for e in (127 - 85, 127, 127 + 100):                    # three exponents: the same maximum is the check
-        a = ((np.uint32(e) << np.uint32(23)) | sig).view(np.float32)
-        y = a * (np.float32(127.0) / a)                       # binary32: one division, one multiplication
+    first = None
+    worst, above, bad = 0.0, 0, None
+    for e in PRODUCT_EXPONENTS:
+        a = ((np.uint32(e + 127) << np.uint32(23)) | sig).view(np.float32)
+        r = np.float32(127.0) / a                                # binary32 division (HSER-2.3 step 2)
+        y = a * r                                                # binary32 multiplication (step 3)
+        y64 = (a.astype(np.float64) * r.astype(np.float64)).astype(np.float32)   # exact product, rounded once
+        if first is None:
+            first = y
         worst = max(worst, float(y.max()))
-        above = int((y > np.float32(127.0)).sum())
-    ok = worst == Y_MAX
+        above = max(above, int((y > np.float32(127.0)).sum()))
+        if bad is None and not np.array_equal(y.view(np.uint32), y64.view(np.uint32)):
+            i = int(np.flatnonzero(y.view(np.uint32) != y64.view(np.uint32))[0])
+            bad = {"exponent": e, "a": repr(float(a[i])), "binary32 product": repr(float(y[i])),
+                   "binary32(binary64 product)": repr(float(y64[i]))}
+        if bad is None and not np.array_equal(y.view(np.uint32), first.view(np.uint32)):
+            i = int(np.flatnonzero(y.view(np.uint32) != first.view(np.uint32))[0])
+            bad = {"exponent": e, "significand": i, "product": repr(float(y[i])),
+                   f"product at exponent {PRODUCT_EXPONENTS[0]}": repr(float(first[i]))}
+    ok = worst == Y_MAX and bad is None
+    n = len(PRODUCT_EXPONENTS)
     return Claim("largest_product", f"For every binary32 a >= 2**-85 (HSER-2.3 after step 1), fl(a * fl(127 / a)) <= "
                  f"127 + 2**-17 = {Y_MAX!r}, and the bound is reached: {above:,} of the 2**23 significands give a "
-                 "value above 127. Checked for every significand at three exponents; by reciprocal_normal, "
-                 "a * 2**k gives r * 2**-k exactly and the same product, so every exponent gives the same values.",
+                 f"value above 127. Checked for every significand at exponents {list(PRODUCT_EXPONENTS)}: the "
+                 "products are bit-identical at every exponent (by reciprocal_normal, a * 2**k gives r * 2**-k "
+                 "exactly and the same product, so every exponent gives these values), and each binary32 product "
+                 "equals the binary64 product of the same operands rounded to binary32 (products_exact_in_binary64).",
                  "spec", PROVED, PROVED if ok else COUNTEREXAMPLE,
-                 "exhaustive enumeration (NumPy binary32, 3 x 8,388,608 values) + the scaling argument",
-                 "for every significand m, e in {-85, 0, 100}: a = (1 + m 2**-23) 2**e; assert a * (127 / a) <= "
-                 "127 + 2**-17", round(time.perf_counter() - t0, 6),
-                 None if ok else {"largest": worst}, {"largest product": worst, "significands above 127": above})
+                 f"exhaustive enumeration (NumPy binary32 and binary64, {n} x 8,388,608 values, vectorised) + the "
+                 "scaling argument",
+                 f"for every significand m, e in {list(PRODUCT_EXPONENTS)}: a = (1 + m 2**-23) 2**e; r = fl32(127 / a); "
+                 "y = fl32(a * r); assert y <= 127 + 2**-17 and y == binary32(float64(a) * float64(r)) and y is the "
+                 f"same at every e", round(time.perf_counter() - t0, 6),
+                 None if ok else {"largest": worst, **(bad or {})},
+                 {"largest product": worst, "significands above 127": above})
 
 
 def round_claim(limbs: int) -> Claim:
@@ -100,23 +124,75 @@ def round_claim(limbs: int) -> Claim:
                     method="Z3 floating-point (binary32): the negation is unsat")
 
 
-def chain_claim() -> Claim:
-    """The lemmas joined at the terms of HSER-2.3, with the operations uninterpreted."""
+F64_FINITE = "binary64, NaN excluded (infinities and both zeros included)"
+
+
+def to32(u):
+    """binary64 -> binary32 conversion, round to nearest even (IEEE 754 convertFormat)."""
+    return z3.fpToFP(smt.RNE, u, smt.F32)
+
+
+def rounding_monotone_claim() -> Claim:
+    u, v = z3.FPs("u v", smt.F64)
+    return z3_claim("rounding_monotone", "Rounding binary64 to binary32 (round to nearest even) is monotone: for every "
+                    "binary64 u <= v (NaN excluded; infinities, subnormals and both zeros included), "
+                    "binary32(u) <= binary32(v).", [z3.Not(z3.fpIsNaN(u)), z3.Not(z3.fpIsNaN(v)), z3.fpLEQ(u, v)],
+                    z3.fpLEQ(to32(u), to32(v)),
+                    method="Z3 floating-point (binary64 -> binary32 conversion): the negation is unsat")
+
+
+def rounding_odd_claim() -> Claim:
+    u = z3.FP("u", smt.F64)
+    return z3_claim("rounding_odd", "Rounding binary64 to binary32 is odd, to the bit: binary32(-u) is the same "
+                    "binary32 datum as -binary32(u) for every binary64 u (SMT equality, which tells -0.0 from +0.0; "
+                    "not IEEE ==, which would not).", [], to32(z3.fpNeg(u)) == z3.fpNeg(to32(u)),
+                    method="Z3 floating-point: SMT `=` (structural), not fp.eq; the negation is unsat")
+
+
+def products_exact_claim() -> Claim:
+    x, r = z3.FPs("x r", smt.F32)
+    x64, r64 = (z3.fpToFP(smt.RNE, v, smt.F64) for v in (x, r))
+
+    def prod(rm):
+        return z3.fpMul(rm, x64, r64)
+
+    finite = [z3.Not(z3.fpIsNaN(v)) for v in (x, r)] + [z3.Not(z3.fpIsInf(v)) for v in (x, r)]
+    return z3_claim("products_exact_in_binary64", "The binary64 product of two finite binary32 numbers is exact: "
+                    "rounding it down, to nearest and up gives the same binary64 datum (so the exact product is a "
+                    "binary64 number; 24 + 24 significand bits fit in 53, and 2**-298 .. 2**256 in binary64's "
+                    "range). Hence the correctly rounded binary32 product fl32(x * r) (IEEE 754: the exact product, "
+                    "rounded once) is binary32(x64 * r64), the conversion of rounding_monotone and rounding_odd.",
+                    finite, z3.And(prod(z3.RTN()) == prod(smt.RNE), prod(z3.RTP()) == prod(smt.RNE)),
+                    method="Z3 floating-point (binary32 operands widened exactly to binary64): RTN, RNE and RTP "
+                           "products are one datum; the negation is unsat")
+
+
+def chain_claim(drop: tuple[str, ...] = ()) -> Claim:
+    """The lemmas joined at the terms of HSER-2.3: real products, rounding as an uninterpreted function.
+
+    ``drop`` leaves out ground instances by lemma name ("monotone", "odd", "largest_product"); the chain then
+    has a counterexample, which shows each lemma is used (tests/proofs)."""
     R = z3.RealSort()
-    mul = z3.Function("mul", R, R, R)              # binary32 multiplication, correctly rounded
+    rnd = z3.Function("binary32", R, R)            # binary64 -> binary32 rounding of an exact product
     x, a, r = z3.Reals("x a r")
-    y, top = mul(x, r), mul(a, r)
-    premises = [a >= 2.0 ** -85, z3.Abs(x) <= a, r > 0,
-                # IEEE 754 rounding is monotone (a correctly rounded product is a non-decreasing function of the
-                # exact product) and odd: the ground instance at (x, a, r)
-                z3.Implies(z3.And(z3.Abs(x) <= a, r > 0), z3.Abs(y) <= top),
-                z3.Implies(a >= 2.0 ** -85, top <= Y_MAX)]                        # largest_product at a
-    return z3_claim("q_chain", "Joined at the terms of HSER-2.3 (r = fl(127 / a), y = fl(x * r)): with |x| <= a, "
-                    "monotone rounding gives |y| <= fl(a * r) <= 127 + 2**-17 (largest_product), the premise of "
-                    "q_bound_1_limb and q_bound_2_limbs, so |Q| <= 127 * 128**(L - 1) without clamping. Assumed, not "
-                    "proved here: IEEE 754 correctly rounded multiplication is monotone and odd (IEEE 754-2019, 4.3; a "
-                    "direct binary32 Z3 query with two products did not finish in 120 s).", premises,
-                    z3.Abs(y) <= Y_MAX, method="Z3 (UF + linear real arithmetic): the lemmas as ground instances")
+    y, top = rnd(x * r), rnd(a * r)                 # fl32(x r) = binary32(x r): products_exact_in_binary64
+
+    def monotone(u, v):                             # rounding_monotone, ground instance
+        return z3.Implies(u <= v, rnd(u) <= rnd(v))
+
+    lemmas = {"monotone": [monotone(x * r, a * r), monotone(-(a * r), x * r)],
+              "odd": [rnd(-(a * r)) == -rnd(a * r)],                             # rounding_odd, ground instance
+              "largest_product": [z3.Implies(a >= 2.0 ** -85, top <= Y_MAX)]}    # largest_product at a
+    premises = [a >= 2.0 ** -85, z3.Abs(x) <= a, r > 0] + [p for k, ps in lemmas.items() if k not in drop for p in ps]
+    return z3_claim("q_chain", "Joined at the terms of HSER-2.3 (r = fl(127 / a) > 0, reciprocal_normal; y = fl(x * r) "
+                    "with |x| <= a): the products x r and a r are exact binary64 numbers and fl32 of each is their "
+                    "binary32 rounding (products_exact_in_binary64); -a r <= x r <= a r, so by rounding_monotone and "
+                    "rounding_odd -fl(a r) <= y <= fl(a r) <= 127 + 2**-17 (largest_product), the premise of "
+                    "q_bound_1_limb and q_bound_2_limbs: |Q| <= 127 * 128**(L - 1) without clamping. Every lemma "
+                    "used is proved in this certificate; nothing about rounding is assumed.", premises,
+                    z3.And(-Y_MAX <= y, y <= Y_MAX),
+                    method="Z3 (UF + nonlinear real arithmetic): rounding_monotone, rounding_odd and largest_product "
+                           "as ground instances at the terms of HSER-2.3")
 
 
 def limb_split_claim() -> Claim:
@@ -209,7 +285,8 @@ def scale_divisor_claim() -> Claim:
 def prove() -> Certificate:
     t0 = time.perf_counter()
     claims = [prescale_claim(), reciprocal_claim(), largest_product_claim(), round_claim(1), round_claim(2),
-              chain_claim(), limb_split_claim(),
+              rounding_monotone_claim(), rounding_odd_claim(), products_exact_claim(), chain_claim(),
+              limb_split_claim(),
               partial_sum_claim(), *(accumulator_claim(a, b) for a in (1, 2) for b in (1, 2)), recombination_claim(),
               conversion_claim(), scale_divisor_claim()]
     cert = Certificate(
@@ -221,8 +298,10 @@ def prove() -> Certificate:
         CLAUSES, PAPER, claims,
         notes=["The binary32 lemmas quantify over every binary32 value, subnormals included; the uninterpreted chain "
                "uses them only at the terms HSER-2.3 computes.",
-               "One premise is assumed rather than proved: IEEE 754 correctly rounded multiplication is monotone "
-               "(and odd) in the exact product. A direct Z3 query over two binary32 products did not finish.",
+               "Rounding is not assumed monotone: a direct Z3 query over two binary32 products does not finish, so "
+               "the chain goes through the binary64 products, which are exact (products_exact_in_binary64), and "
+               "the binary64 -> binary32 conversion, proved monotone and odd (rounding_monotone, rounding_odd). "
+               "What remains is IEEE 754's definition of multiplication: the exact result, rounded once.",
                "Integer claims are induction steps over the number of terms, so they hold for every summation order, "
                "tile shape and batch split (HSER-3.1)."],
         method=__doc__)

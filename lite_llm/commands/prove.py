@@ -13,6 +13,10 @@ def add_parser(sub) -> None:
     p.add_argument("--out", type=Path, default=None,
                    help="folder for the certificates (default: proofs/certificates of the package)")
     p.add_argument("--list", action="store_true", help="list the statements and the clauses they cover")
+    p.add_argument("--check", action="store_true",
+                   help="regenerate the certificates in a temporary folder and compare them byte for byte with "
+                        "the committed ones (or those in --out); exit 1 naming each file that differs. Timings "
+                        "are not part of a certificate (they go to timings.json) and are not compared")
     p.set_defaults(func=run)
 
 
@@ -30,5 +34,8 @@ def run(args) -> int:
         print(f"lite-llm prove: error: no statement {', '.join(map(repr, unknown))}; known: "
               f"{', '.join(runner.STATEMENTS)}", file=sys.stderr)
         return 2
+    if args.check:
+        _, status = runner.check(names, args.out or runner.DEFAULT_OUT)
+        return status
     _, status = runner.run(names, args.out or runner.DEFAULT_OUT)
     return status

@@ -37,7 +37,7 @@ def test_all_as_expected_exits_0_and_writes_certificates(tmp_path):
                                tmp_path, log=lambda *_: None)
     assert status == 0 and [c.name for c in certs] == ["ok_one", "paper_refuted"]
     assert {p.name for p in tmp_path.iterdir()} == {"ok_one.json", "ok_one.md", "paper_refuted.json",
-                                                    "paper_refuted.md", "README.md"}
+                                                    "paper_refuted.md", "README.md", "timings.json"}
     assert json.loads((tmp_path / "paper_refuted.json").read_text())["claims"][0]["result"] == COUNTEREXAMPLE
     assert "paper_refuted" in (tmp_path / "README.md").read_text()
 
