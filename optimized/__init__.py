@@ -44,7 +44,11 @@ kernels): ``triton.quantize``, ``triton.softmax_topk``, ``triton.bucketing``, ``
 ``triton.route`` (quantize + level 1 fused, bucketed levels 2 and 3, gates and active set) and
 ``triton.moe`` (grouped GEMMs for the SwiGLU experts, exact combine). The record types both backends
 return (``RouteResult``, ``LevelOutputs``) are in ``router_types``, re-exported by ``router``.
-Not offered: TierSet selection and activation statistics (SEL, PLACE), initialisation (INIT),
-parameter accounting (PARAM), writing, verifying and expanding checkpoints, and the AUX-2
+Initialisation (INIT), bit-exact on every device
+  ``init.uniform_tensor(seed, name, shape, bound, device)``, ``init.uniform_range(seed, name, start, n,
+  bound, device)`` (any slice of a tensor's stream, for weights generated on demand),
+  ``init.init_model_weights(cfg, seed, device)``, ``init.fnv1a64``, ``init.fan_in_bound``.
+Conformance: ``adapter.OptimizedAdapter(device)`` (``--impl optimized``).
+Not offered: TierSet selection and activation statistics (SEL, PLACE), parameter accounting (PARAM), writing, verifying and expanding checkpoints, and the AUX-2
 comparison losses; use ``lite_llm.reference`` for those.
 """

@@ -9,8 +9,7 @@ offered*. Words (seeds, keys) live in int64 tensors with the bits of the uint64 
 
 Not offered, because ``lite_llm.optimized`` does not implement them (use the reference):
 TierSet selection and activation statistics (``select_budget``, ``greedy_budget``,
-``activation_stats``; chapters SEL, PLACE), initialisation (``init_weights``, ``uniform_tensor``,
-``fnv1a64``; INIT), parameter accounting (``param_report``; PARAM) and writing checkpoints
+``activation_stats``; chapters SEL, PLACE), parameter accounting (``param_report``; PARAM) and writing checkpoints
 (``save_checkpoint``, ``verify_checkpoint``, ``expand_checkpoint``; CKPT, EXP).
 """
 from __future__ import annotations
@@ -184,6 +183,24 @@ class OptimizedAdapter:
 
         lg = self.tensor(req.inputs["logits"])
         return {"token": np.array([greedy_token(row) for row in lg], np.int64)}
+
+    # --- initialisation (INIT) --------------------------------------------------------------------------
+    def op_init_weights(self, req: Request) -> dict:
+        from lite_llm.optimized.init import init_model_weights
+
+        return {k: v.cpu().numpy() for k, v in init_model_weights(request_config(req), req.params["seed"],
+                                                                  self.device).items()}
+
+    def op_uniform_tensor(self, req: Request) -> dict:
+        from lite_llm.optimized.init import uniform_tensor
+
+        p = req.params
+        return {"values": uniform_tensor(p["seed"], p["name"], tuple(p["shape"]), p["bound"], self.device).cpu().numpy()}
+
+    def op_fnv1a64(self, req: Request) -> dict:
+        from lite_llm.optimized.init import fnv1a64
+
+        return {"hash": np.array([fnv1a64(n) for n in req.params["names"]], np.uint64)}
 
     # --- loss level (AUX) -----------------------------------------------------------------------------
     def records(self, req: Request, cfg) -> list:

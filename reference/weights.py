@@ -13,6 +13,7 @@ from lite_llm.spec.tensors import TIER_TENSOR, dense_shapes, tier_shapes  # noqa
 
 from .init import fan_in_bound, uniform_tensor
 
+
 def init_bound(cfg: ModelConfig, name: str) -> np.float32 | None:
     """The uniform bound of a tensor (INIT-1.4, INIT-2.2, INIT-2.3); None for norm weights (all ones)."""
     if name.endswith("_norm"):
