@@ -1,4 +1,5 @@
-"""Greedy generation on torch (MODEL-5): the full forward for every new token, no cache."""
+"""Greedy generation on torch (MODEL-5): by default the prompt in one pass and then one cached step
+per new token (``decode.Decoder``, MODEL-5.4); ``cache=False`` runs the full forward for every token."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -25,8 +26,11 @@ def greedy_token(logits: torch.Tensor) -> int:
 
 
 def generate(cfg: ModelConfig, weights: Mapping | Model, prompt_tokens, max_new_tokens: int, tiers, seed=None,
-             device="cpu", backend: str = "auto") -> list[int]:
-    """The ``max_new_tokens`` tokens greedy decoding appends to ``prompt_tokens`` (MODEL-5.1, MODEL-5.3)."""
+             device="cpu", backend: str = "auto", cache: bool = True, graphs: bool | None = None) -> list[int]:
+    """The ``max_new_tokens`` tokens greedy decoding appends to ``prompt_tokens`` (MODEL-5.1, MODEL-5.3).
+
+    ``cache``: keep keys and values (``decode.Decoder``; the logits stay within MODEL-4.3 of the
+    uncached forward's, MODEL-5.4); ``graphs``: replay the MoE blocks from CUDA graphs (default on CUDA)."""
     seed = parse_seed(cfg.router.seed if seed is None else seed)
     tier_ids = resolve_tier_set(cfg, tiers)
     prompt, single = check_tokens(cfg, prompt_tokens)
@@ -41,6 +45,9 @@ def generate(cfg: ModelConfig, weights: Mapping | Model, prompt_tokens, max_new_
         raise TokenError(f"prompt of {prompt.shape[1]} tokens + {max_new_tokens} new tokens = {total} exceeds "
                          f"max_seq_len={cfg.max_seq_len}", clause="MODEL-5.3")
     m = weights if isinstance(weights, Model) else load_model(cfg, weights, tier_ids, device)
+    if cache:
+        from .decode import Decoder
+        return Decoder(m, seed, total, graphs=graphs, backend=backend).generate(prompt[0], max_new_tokens)
     seq = prompt[0].tolist()
     new: list[int] = []
     for _ in range(max_new_tokens):
