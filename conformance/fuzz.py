@@ -175,26 +175,54 @@ def write_reproducer(out_dir: Path, op, cfg, params, inputs) -> str:
     return case_id
 
 
+class FuzzResult:
+    """The verdict of a fuzz run: true when the implementation always agreed; ``compared`` counts the
+    requests actually compared (0: nothing ran, every drawn request was skipped)."""
+
+    def __init__(self, ok: bool, compared: int):
+        self.ok, self.compared = ok, compared
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __repr__(self) -> str:
+        return f"FuzzResult(ok={self.ok}, compared={self.compared})"
+
+
 def run_fuzz(impl: str, device: str | None, n: int, *, seed: int = 0, out_dir=None, label=None, stream=None,
-             operations=OPERATIONS) -> bool:
-    """Compare ``impl`` with the reference on ``n`` drawn requests; True when they always agree."""
+             operations=OPERATIONS, timeout_s: float | None = None, start_timeout_s: float | None = None) -> FuzzResult:
+    """Compare ``impl`` with the reference on ``n`` drawn requests; true when they always agree.
+
+    A progress bar (on standard error, only when it is a terminal) counts the drawn requests; a ``cmd:``
+    harness gets the runner's timeouts and restarts (CONF-4.9).
+    """
+    import shlex
     import sys
 
     from hypothesis import HealthCheck, given, settings
     from hypothesis import seed as hseed
+    from tqdm import tqdm
+
+    from .runner import open_adapter
 
     stream = stream or sys.stdout
     ref_adapter = load_adapter("reference")
-    target = load_adapter(impl, device or "cpu")
+    target = open_adapter(impl, device, timeout_s=timeout_s, start_timeout_s=start_timeout_s)
     label = label or adapter_name(target)
     failures: list = []
     ran = [0]
+    bar = tqdm(total=n, desc=f"fuzz {label}", unit="request", file=sys.stderr, leave=False,
+               disable=not sys.stderr.isatty(), dynamic_ncols=True)
 
     @hseed(seed)
     @settings(max_examples=n, deadline=None, database=None, derandomize=False,
               suppress_health_check=list(HealthCheck), print_blob=False)
     @given(strategies(tuple(operations)))
     def agree(request):
+        if failures:
+            bar.set_postfix_str(f"shrinking a difference ({len(failures)} tries)", refresh=False)
+        else:
+            bar.update(1)
         op, cfg, params, inputs = request
         if not offers(target, op):
             return
@@ -212,19 +240,23 @@ def run_fuzz(impl: str, device: str | None, n: int, *, seed: int = 0, out_dir=No
             failures.append((op, cfg, params, inputs, d))
             raise AssertionError(d)
 
-    print(f"== fuzz {label}: {n} random request(s) against the reference (seed {seed})", file=stream)
+    print(f"== fuzz {label}: {n} random request(s) against the reference (seed {seed})", file=stream, flush=True)
     try:
         agree()
     except AssertionError:
+        bar.close()
         op, cfg, params, inputs, d = failures[-1]           # Hypothesis replays the shrunk example last
         out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="lite-llm-fuzz-"))
         case_id = write_reproducer(out, op, cfg, params, inputs)
-        dev = f" --device {device}" if device and impl == "optimized" else ""
+        dev = ["--device", device] if device and impl == "optimized" else []
+        rerun = " ".join(shlex.quote(x) for x in ["lite-llm", "conform", "--impl", impl, *dev, "--vectors", str(out),
+                                                   "--case", case_id])
         print(f"DIFFERENCE ({op}): {d}\n\nminimal reproducer, as a runnable snippet:\n\n"
               f"{snippet(impl, device, op, cfg, params, inputs)}\n\nas a case: {out / case_id}\n"
-              f"rerun: lite-llm conform --impl '{impl}'{dev} --vectors {out} --case {case_id}", file=stream)
-        return False
+              f"rerun: {rerun}", file=stream)
+        return FuzzResult(False, ran[0])
     finally:
+        bar.close()
         close_adapter(target)
     print(f"fuzz {label}: no difference in {ran[0]} compared request(s)", file=stream)
-    return True
+    return FuzzResult(True, ran[0])

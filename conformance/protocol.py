@@ -3,6 +3,12 @@
 ``python -m lite_llm.conformance.protocol reference`` (or ``optimized``, ``module:attr``) speaks the
 protocol on stdin/stdout; it is a template for a harness written in Python and lets the tests drive
 the reference through ``cmd:``. The runner's end (``--impl cmd:COMMAND``) is :mod:`.harness`.
+
+What a harness can rely on (CONF-4.11): the request's ``dtype`` is how to read an input's bytes (it
+wins over the ``.npy`` header: ``bfloat16`` is stored as ``<u2``); ``bool`` is one byte, 0 or 1; an
+error case comes with ``"outputs": {}``; ``stop`` gets no reply. The runner may kill the process
+and start a new one between any two cases (CONF-4.9), so nothing here keeps state across cases, and
+a failure inside one case is answered ``errored`` rather than ending the process.
 """
 from __future__ import annotations
 
@@ -80,9 +86,12 @@ def serve(adapter, stdin=None, stdout=None) -> None:
                 info["operations"] = sorted(ops)
             reply = {"ok": True, "implementation": info}
         elif msg.get("cmd") == "stop":
-            return
+            return                                  # no reply to stop (CONF-4.6)
         else:
-            reply = handle(adapter, msg)
+            try:
+                reply = handle(adapter, msg)
+            except Exception as e:  # noqa: BLE001 - a bad input file, say: errored, and serve the next case
+                reply = {"seq": msg.get("seq"), "errored": {"message": f"{type(e).__name__}: {e}"}}
         stdout.write(json.dumps(reply) + "\n")
         stdout.flush()
 

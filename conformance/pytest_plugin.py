@@ -27,6 +27,10 @@ def pytest_addoption(parser) -> None:
     g.addoption("--lite-llm-skips", default=None, metavar="FILE", help="skips file: 'ID-or-glob  reason' lines")
     g.addoption("--lite-llm-xfails", default=None, metavar="FILE", help="xfails file: 'ID-or-glob  reason' lines")
     g.addoption("--lite-llm-vectors", default=None, metavar="DIR", help="vectors directory (default: committed)")
+    g.addoption("--lite-llm-timeout", type=float, default=None, metavar="SECONDS",
+                help="a cmd: harness silent this long on one case is killed and restarted (default 60)")
+    g.addoption("--lite-llm-start-timeout", type=float, default=None, metavar="SECONDS",
+                help="a cmd: harness must answer 'start' within SECONDS (default 60)")
     g.addoption("--lite-llm-only", action="store_true", help="run only the conformance cases, none of the "
                                                              "collected tests")
 
@@ -53,9 +57,11 @@ class CaseItem(pytest.Item):
         cache = self.config._lite_llm_adapters
         impl = self.parent.impl
         if impl not in cache:
-            from .implementations import load_adapter
+            from .runner import open_adapter
 
-            cache[impl] = load_adapter(impl, self.config.getoption("lite_llm_device"))
+            cache[impl] = open_adapter(impl, self.config.getoption("lite_llm_device"),
+                                       timeout_s=self.config.getoption("lite_llm_timeout"),
+                                       start_timeout_s=self.config.getoption("lite_llm_start_timeout"))
         return cache[impl]
 
     def runtest(self) -> None:
@@ -75,7 +81,8 @@ class CaseItem(pytest.Item):
         if isinstance(excinfo.value, CaseFailure):
             from .runner import rerun_command
 
-            rerun = rerun_command(self.parent.impl, self.config.getoption("lite_llm_device"), self.case.id)
+            rerun = rerun_command(self.parent.impl, self.config.getoption("lite_llm_device"), self.case.id,
+                                  self.config.getoption("lite_llm_vectors"))
             return f"{self.case.id}: {excinfo.value}\n{self.case.description}\nrerun: {rerun}"
         return super().repr_failure(excinfo)
 

@@ -1,4 +1,4 @@
-"""Reports of conformance runs: the terminal table, JSON, JUnit XML and Markdown (CONF-5.6).
+"""Reports of conformance runs: the terminal table, JSON, JUnit XML and Markdown (CONF-5.6, CONF-5.9).
 
 The table has one row per implementation (and device) and one column per level; each cell counts
 the cases that passed, failed, errored and were skipped. Failures are listed with the case id, the
@@ -7,6 +7,8 @@ clauses, the first differing element and a command that reruns just that case.
 from __future__ import annotations
 
 import json
+import os
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -38,7 +40,7 @@ def table_rows(runs: list[SuiteRun]) -> tuple[list[str], list[list[str]]]:
     rows = []
     for r in runs:
         verdict = "PASS" if r.ok else "FAIL"
-        if r.ok and not r.counts()["pass"]:
+        if r.ok and not r.ran:
             verdict = "nothing run"
         rows.append([r.impl, *(cell(r.counts(lv)) for lv in levels), verdict])
     return head, rows
@@ -73,7 +75,7 @@ def to_json(runs: list[SuiteRun], uncovered: list[str] | None = None) -> dict:
         "ok": all(r.ok for r in runs),
         "uncovered_clauses": uncovered or [],
         "runs": [{
-            "impl": r.impl, "name": r.name, "ok": r.ok, "counts": r.counts(),
+            "impl": r.impl, "name": r.name, "ok": r.ok, "ran": r.ran, "counts": r.counts(),
             "levels": {lv: r.counts(lv) for lv in levels_of([r])},
             "unread_files": r.unread, "stray_files": r.stray,
             "cases": [{"id": o.case_id, "level": o.level, "operation": o.operation, "clauses": list(o.clauses),
@@ -84,7 +86,35 @@ def to_json(runs: list[SuiteRun], uncovered: list[str] | None = None) -> dict:
 
 
 def write_json(path, runs, uncovered=None) -> None:
-    Path(path).write_text(json.dumps(to_json(runs, uncovered), indent=1) + "\n", encoding="utf-8")
+    """The JSON report into ``path``; ``-`` is standard output (CONF-5.9)."""
+    text = json.dumps(to_json(runs, uncovered), indent=1) + "\n"
+    if str(path) == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        Path(path).write_text(text, encoding="utf-8")
+
+
+def check_writable(path, what: str, directory: bool = False) -> str | None:
+    """Why a report can't be written to ``path`` (its folder missing or read-only, a directory in the
+    way), or None; checked before any case runs (CONF-5.7). ``-`` (standard output) is always fine."""
+    if path is None or (str(path) == "-" and not directory):
+        return None
+    p = Path(path)
+    if directory and p.exists():
+        if not p.is_dir():
+            return f"{what} {path}: not a directory"
+        return None if os.access(p, os.W_OK | os.X_OK) else f"{what} {path}: directory is not writable"
+    if not directory and p.is_dir():
+        return f"{what} {path}: is a directory"
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        return f"{what} {path}: directory {parent} does not exist"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"{what} {path}: directory {parent} is not writable"
+    if p.exists() and not os.access(p, os.W_OK):
+        return f"{what} {path}: file is not writable"
+    return None
 
 
 def to_junit(runs: list[SuiteRun]) -> str:

@@ -1,4 +1,4 @@
-"""Running the conformance cases against one implementation (CONF-5.1 .. CONF-5.6).
+"""Running the conformance cases against one implementation (CONF-5.1 .. CONF-5.8).
 
 ``run_suite`` takes an adapter (adapters.py), the cases, and the skips and xfails lists; it returns
 one :class:`Outcome` per case and the read-log checks. Statuses:
@@ -11,7 +11,10 @@ one :class:`Outcome` per case and the read-log checks. Statuses:
   harness answered *skipped*;
 - ``xfail`` / ``xpass``  listed in the xfails file and failed / passed anyway.
 
-The run passes when no case ends ``fail``, ``error`` or ``xpass`` and no vector file was left unread.
+The run passes when no case ends ``fail``, ``error`` or ``xpass`` and no vector file was left unread;
+a run in which every selected case was skipped ran nothing (CONF-5.7). ``open_adapter`` resolves an
+``--impl`` value with the runner's timeouts for ``cmd:`` harnesses (CONF-4.9); ``rerun_command``
+writes the command that reruns exactly one case (CONF-5.8).
 """
 from __future__ import annotations
 
@@ -61,6 +64,11 @@ class SuiteRun:
     def ok(self) -> bool:
         return not any(o.status in FAILING for o in self.outcomes) and not self.unread and not self.stray
 
+    @property
+    def ran(self) -> int:
+        """How many cases reached the implementation and were not skipped (CONF-5.7: none is NOTHING_RAN)."""
+        return sum(o.status != "skip" for o in self.outcomes)
+
     def counts(self, level: str | None = None) -> dict[str, int]:
         out = dict.fromkeys(("pass", "fail", "error", "skip", "xfail", "xpass"), 0)
         for o in self.outcomes:
@@ -93,9 +101,36 @@ def listed(case_id: str, patterns: dict[str, str]) -> str | None:
     return None
 
 
-def rerun_command(impl: str, device: str | None, case_id: str) -> str:
-    dev = f" --device {device}" if device and impl == "optimized" else ""
-    return f"lite-llm conform --impl {shlex.quote(impl)}{dev} --case {case_id}"
+def rerun_command(impl: str, device: str | None, case_id: str, vectors: str | Path | None = None,
+                  extra: tuple[str, ...] = ()) -> str:
+    """A command that reruns exactly one case (CONF-5.6, CONF-5.8): the same ``--impl``, ``--device``
+    and, when they are not the defaults, ``--vectors`` and the harness options in ``extra``."""
+    from .case import default_vectors_root
+
+    parts = ["lite-llm", "conform", "--impl", impl]
+    if device and impl == "optimized":
+        parts += ["--device", device]
+    if vectors is not None and Path(vectors).resolve() != default_vectors_root().resolve():
+        parts += ["--vectors", str(vectors)]
+    parts += list(extra)
+    parts += ["--case", case_id]
+    return " ".join(shlex.quote(x) for x in parts)
+
+
+def open_adapter(impl: str, device: str | None = None, *, timeout_s: float | None = None,
+                 start_timeout_s: float | None = None, stop_timeout_s: float | None = None):
+    """The adapter of an ``--impl`` value; a ``cmd:`` harness gets the runner's timeouts (CONF-4.9)."""
+    from .implementations import load_adapter
+
+    if impl.startswith("cmd:") and impl[4:].strip():
+        from .harness import CommandAdapter, REPLY_TIMEOUT_S, START_TIMEOUT_S, STOP_TIMEOUT_S
+
+        timeout_s = REPLY_TIMEOUT_S if timeout_s is None else timeout_s
+        return CommandAdapter(impl[4:].strip(), timeout_s=timeout_s,
+                              start_timeout_s=START_TIMEOUT_S if start_timeout_s is None else start_timeout_s,
+                              stop_timeout_s=min(STOP_TIMEOUT_S, timeout_s) if stop_timeout_s is None
+                              else stop_timeout_s)
+    return load_adapter(impl, device or "cpu")
 
 
 def snapshot(directory: Path) -> dict:
@@ -162,17 +197,22 @@ def run_case(adapter, case: Case, log: ReadLog) -> tuple[str, str]:
 
 def run_suite(adapter, cases: list[Case], *, impl: str = "", device: str | None = None,
               skips: dict[str, str] | None = None, xfails: dict[str, str] | None = None,
-              root: Path | None = None, all_cases: list[Case] | None = None, levels=None, progress=None) -> SuiteRun:
+              root: Path | None = None, all_cases: list[Case] | None = None, levels=None, progress=None,
+              starting=None, vectors: str | Path | None = None, rerun_extra: tuple[str, ...] = ()) -> SuiteRun:
     """Run ``cases`` against ``adapter``.
 
     With ``root``, files under the levels of ``all_cases`` (default ``cases``) that no case declares
     are reported as stray (CONF-5.4); pass every loaded case of those levels when ``cases`` is a subset.
+    ``starting(case)`` is called before a case runs and ``progress(outcome)`` after it ends (the
+    progress bar); ``vectors`` and ``rerun_extra`` go into each case's rerun command (CONF-5.8).
     """
     skips, xfails = skips or {}, xfails or {}
     run = SuiteRun(impl or adapter_name(adapter), adapter_name(adapter))
     log = ReadLog()
     ran: list[Case] = []
     for case in cases:
+        if starting:
+            starting(case)
         t0 = time.perf_counter()
         reason = listed(case.id, skips)
         if reason is not None:
@@ -190,7 +230,7 @@ def run_suite(adapter, cases: list[Case], *, impl: str = "", device: str | None 
         if status in ("fail", "error") and case.clauses:
             detail = f"[{', '.join(case.clauses)}] {detail}"
         o = Outcome(case.id, case.level, case.operation, case.clauses, status, detail,
-                    time.perf_counter() - t0, rerun_command(impl or "reference", device, case.id))
+                    time.perf_counter() - t0, rerun_command(impl or "reference", device, case.id, vectors, rerun_extra))
         run.outcomes.append(o)
         if progress:
             progress(o)

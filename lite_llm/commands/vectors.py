@@ -1,9 +1,15 @@
-"""``lite-llm vectors``: generate, check, list the conformance vectors and show their clause coverage."""
+"""``lite-llm vectors``: generate, check, list the conformance vectors and show their clause coverage.
+
+``generate`` and ``check`` show a progress bar on standard error when it is a terminal (a check
+regenerates every case through the reference: some seconds).
+"""
 from __future__ import annotations
 
 import sys
 import tempfile
 from pathlib import Path
+
+from lite_llm import exit_codes
 
 
 def add_parser(sub) -> None:
@@ -37,8 +43,28 @@ def parse_levels(text):
     levels = [s.strip() for s in text.split(",") if s.strip()]
     bad = [lv for lv in levels if lv not in LEVELS]
     if bad:
-        raise SystemExit(f"lite-llm vectors: error: unknown level(s) {', '.join(bad)}; levels are {', '.join(LEVELS)}")
+        print(f"lite-llm vectors: error: unknown level(s) {', '.join(bad)}; levels are {', '.join(LEVELS)}",
+              file=sys.stderr)
+        raise SystemExit(exit_codes.REJECTED)
     return levels
+
+
+def progress_bar(root: Path, levels, desc: str):
+    """A progress bar over the cases being generated (on standard error, only when it is a terminal);
+    its total is the number of cases ``root`` holds now, the best estimate without generating them."""
+    from tqdm import tqdm
+
+    total = sum(1 for lv in levels if (root / lv).is_dir() for _ in (root / lv).rglob("case.json")) or None
+    return tqdm(total=total, desc=desc, unit="case", file=sys.stderr, leave=False,
+                disable=not sys.stderr.isatty(), dynamic_ncols=True)
+
+
+def tick(bar):
+    """The ``progress`` callback of ``generate`` that advances ``bar``."""
+    def progress(case_id: str) -> None:
+        bar.set_postfix_str(case_id, refresh=False)
+        bar.update(1)
+    return progress
 
 
 def run_generate(args) -> int:
@@ -46,7 +72,9 @@ def run_generate(args) -> int:
     from lite_llm.conformance.generate import generate
 
     root = Path(args.out or default_vectors_root())
-    ids = generate(root, parse_levels(args.levels))
+    levels = parse_levels(args.levels)
+    with progress_bar(root, levels, "generating") as bar:
+        ids = generate(root, levels, progress=tick(bar))
     size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
     print(f"wrote {len(ids)} case(s) to {root} ({size / 1e6:.2f} MB in all)")
     return 0
@@ -99,8 +127,10 @@ def run_check(args) -> int:
     levels = parse_levels(args.levels)
     with tempfile.TemporaryDirectory(prefix="lite-llm-vectors-") as tmp:
         fresh = Path(tmp) / committed.name
-        ids = generate(fresh, levels)
-        problems = compare_trees(committed, fresh, levels)
+        with progress_bar(committed, levels, "regenerating") as bar:
+            ids = generate(fresh, levels, progress=tick(bar))
+            bar.set_description("comparing")
+            problems = compare_trees(committed, fresh, levels)
     if problems:
         print(f"lite-llm vectors check: {len(problems)} difference(s) between {committed} and a fresh generation:",
               file=sys.stderr)

@@ -8,12 +8,13 @@ import textwrap
 from pathlib import Path
 
 import jsonschema
+import numpy as np
 import pytest
 
 from lite_llm.conformance.adapters import close_adapter
 from lite_llm.conformance.implementations import load_adapter
 from lite_llm.conformance.case import load_cases
-from lite_llm.conformance.harness import CommandAdapter
+from lite_llm.conformance.harness import CommandAdapter, ProtocolError
 from lite_llm.conformance.runner import run_suite
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "conformance" / "protocol.schema.json").read_text())
@@ -143,3 +144,60 @@ def test_silent_harness_times_out_and_is_killed_at_stop(cases, tmp_path):
     adapter.close()
     assert o.status == "error" and "no reply within" in o.detail
     assert adapter.proc.returncode is not None
+
+
+def test_what_a_harness_may_rely_on(tmp_path):
+    """CONF-4.11: the request's dtype wins over the .npy header (bfloat16 stored as <u2), bool is one
+    byte per element, an error case arrives with ``"outputs": {}``; one process serves every case, and
+    after a restart (CONF-4.9) ``seq`` keeps counting and every message still validates."""
+    by_id = {c.id: c for c in load_cases()}
+    chosen = [by_id[i] for i in ("routing/route/hidden-bfloat16", "routing/errors/dtype-bool", "routing/op/mix64",
+                                 "loss/aux-alpha")]
+    log = tmp_path / "log.jsonl"
+    impl = harness(tmp_path, f"""
+        with open({str(log)!r}, "a") as f:
+            f.write(json.dumps({{"request": msg}}) + "\\n")
+        if msg["cmd"] == "run" and msg["case"] == "routing/op/mix64":
+            sys.exit(1)                                    # crash: the runner starts a fresh harness
+        return {{"ok": True, "implementation": {{"name": "x"}}}} if msg["cmd"] == "start" else handle(ref, msg)
+    """)
+    adapter = load_adapter(impl)
+    try:
+        run = run_suite(adapter, chosen, impl=impl)
+    finally:
+        close_adapter(adapter)
+    assert [o.status for o in run.outcomes] == ["pass", "pass", "error", "pass"], [o.detail for o in run.outcomes]
+    assert adapter.starts == 2
+    requests = [json.loads(x)["request"] for x in log.read_text().splitlines()]
+    validator = jsonschema.Draft202012Validator({**SCHEMA, "oneOf": [{"$ref": "#/$defs/request"}]})
+    for r in requests:
+        validator.validate(r)
+    assert [r["cmd"] for r in requests] == ["start", "run", "run", "run", "start", "run"]
+    assert [r["seq"] for r in requests if r["cmd"] == "run"] == [1, 2, 3, 4]
+    bf16 = requests[1]["inputs"]["hidden"]
+    raw = Path(bf16["path"]).read_bytes()
+    assert bf16["dtype"] == "bfloat16" and b"'descr': '<u2'" in raw[:bf16["offset"]]
+    assert bf16["nbytes"] == 2 * int(np.prod(bf16["shape"]))
+    boolean = requests[2]["inputs"]["hidden"]
+    assert boolean["dtype"] == "bool" and boolean["nbytes"] == int(np.prod(boolean["shape"]))
+    data = Path(boolean["path"]).read_bytes()[boolean["offset"]:]
+    assert set(data) <= {0, 1}
+    assert requests[2]["outputs"] == {}                                 # an error case
+
+
+def test_the_python_server_answers_errored_and_goes_on(tmp_path):
+    """CONF-4.9: a failure inside one case is answered ``errored``; the same process serves the next case."""
+    adapter = CommandAdapter(f"{sys.executable} -m lite_llm.conformance.protocol reference", timeout_s=30)
+    try:
+        from lite_llm.spec.adapter import Request
+
+        # an input dtype the server cannot read: handle() fails before the adapter runs
+        bad = Request("x", "mix64", None, {}, {"x": np.zeros(3, np.uint64)}, {"x": "no-such-dtype"})
+        good = {c.id: c for c in load_cases()}["routing/op/mix64"]
+        with pytest.raises(ProtocolError, match="the harness errored: KeyError"):
+            adapter.run(bad)
+        pid = adapter.proc.pid
+        (o,) = run_suite(adapter, [good]).outcomes
+        assert o.status == "pass" and adapter.proc.pid == pid and adapter.starts == 1
+    finally:
+        adapter.close()

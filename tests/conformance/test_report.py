@@ -52,3 +52,30 @@ def test_markdown_summary():
     assert "| implementation | routing | loss | result |" in md
     assert "| cmd:./h | 1 FAIL | 1 skip | FAIL |" in md
     assert "`routing/op/mix64`" in md and "stray vector file" in md and "`OVW-1.1`" in md
+
+
+def test_report_paths_are_checked_up_front(tmp_path):
+    """CONF-5.7: a report path is refused before the run when it cannot be written."""
+    from lite_llm.conformance.report import check_writable
+
+    assert check_writable(None, "--json") is None and check_writable("-", "--json") is None
+    assert check_writable(tmp_path / "r.json", "--json") is None
+    assert "does not exist" in check_writable(tmp_path / "no" / "r.json", "--json")
+    assert "is a directory" in check_writable(tmp_path, "--junit")
+    assert check_writable(tmp_path / "new", "--fuzz-out", directory=True) is None
+    (tmp_path / "f").write_text("")
+    assert "not a directory" in check_writable(tmp_path / "f", "--fuzz-out", directory=True)
+
+
+def test_json_report_to_stdout(capsys):
+    """CONF-5.9: ``--json -`` is standard output."""
+    from lite_llm.conformance.report import write_json
+
+    write_json("-", runs())
+    d = json.loads(capsys.readouterr().out)
+    assert [r["ran"] for r in d["runs"]] == [2, 1]
+
+
+def test_a_run_that_skipped_everything_says_nothing_run():
+    only_skips = SuiteRun("x", "x", [Outcome("loss/aux-alpha", "loss", "aux_loss", ("AUX-1.4",), "skip", "no")])
+    assert table([only_skips]).splitlines()[2].split()[-2:] == ["nothing", "run"]

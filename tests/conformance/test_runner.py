@@ -190,3 +190,26 @@ def test_rejection_that_changes_a_writable_directory_fails(tmp_path):
     assert o.status == "fail" and "changed directory checkpoint" in o.detail
     (o,) = run_suite(ReferenceAdapter(), [case]).outcomes
     assert o.status == "pass"
+
+
+def test_rerun_command_reruns_exactly(tmp_path):
+    """CONF-5.8: the rerun command repeats --impl, --device, a non-default --vectors and the harness options."""
+    from lite_llm.conformance.case import default_vectors_root
+    from lite_llm.conformance.runner import rerun_command
+
+    assert rerun_command("reference", None, "loss/aux-alpha") == \
+        "lite-llm conform --impl reference --case loss/aux-alpha"
+    assert rerun_command("optimized", "cuda", "a/b", default_vectors_root()) == \
+        "lite-llm conform --impl optimized --device cuda --case a/b"
+    assert rerun_command("reference", "cuda", "a/b") == "lite-llm conform --impl reference --case a/b"
+    assert rerun_command("cmd:./h --serve", None, "a/b", tmp_path / "v w", ("--timeout", "5")) == \
+        f"lite-llm conform --impl 'cmd:./h --serve' --vectors '{tmp_path / 'v w'}' --timeout 5 --case a/b"
+
+
+def test_a_run_where_everything_was_skipped_ran_nothing(vectors):
+    """CONF-5.7: ``ran`` counts the cases that reached the implementation; skips do not count."""
+    cases = load_cases(vectors)
+    run = run_suite(ReferenceAdapter(), cases, skips={"*": "not today"})
+    assert run.ok and run.ran == 0
+    run = run_suite(ReferenceAdapter(), cases[:1])
+    assert run.ran == 1
