@@ -75,7 +75,42 @@ def level_tables(router, cands: tuple[int, ...]) -> dict[str, torch.Tensor]:
             (torch.arange(tier_of_mat.numel(), device=dev) - g_row0[tier_of_mat]) * e_per[tier_of_mat]
         cache[cands] = {"cands": torch.tensor(cands, dtype=torch.int32, device=dev), "g_row0": g_row0,
                         "g_n": groups.to(torch.int32), "e_row0": e_row0, "e_n": e_per[tier_of_mat].to(torch.int32)}
+        if is_flat(cfg, cands):                 # the rows of the one level-3 matrix (``flat_levels``)
+            t = cands[0]
+            cache[cands]["flat_rows"] = torch.arange(cfg.tiers[t].experts_per_group, dtype=torch.int32,
+                                                     device=dev) + router.expert_offset[t]
     return cache[cands]
+
+
+def is_flat(cfg, cands: tuple[int, ...]) -> bool:
+    """One tier of one group, k_tier = k_group = 1: levels 1 and 2 have one candidate each and choose it."""
+    rc = cfg.router
+    return len(cands) == 1 and cfg.tiers[cands[0]].groups == 1 and rc.k_tier == 1 and rc.k_group == 1
+
+
+def flat_levels(h: torch.Tensor, router, cands: tuple[int, ...], seed: int, config: dict | None = None):
+    """``route_levels_triton`` for a flat configuration (``is_flat``): one fused launch of quantization
+    and the level-3 products over the one matrix's rows (no limbs written, no bucketing), one epilogue.
+
+    Levels 1 and 2 rank one candidate each: its logit minus the maximum is 0, canonical_exp(0) = 1,
+    the tree sum is 1, so its probability is 1.0 exactly (HSER-6.6) and it is chosen (HSER-5); their
+    outputs are written as constants."""
+    cfg, rc, dev = router.cfg, router.cfg.router, router.device
+    T = h.shape[0]
+    t = cands[0]
+    E = cfg.tiers[t].experts_per_group
+    tables = level_tables(router, cands)
+    m = router.group_offset[t]                                                  # the level-3 matrix id
+    z3, _, _, _, bad = level_products(h, router.expert, tables["flat_rows"], rc.hidden_limbs, False, config=config)
+    keys = router.keys(seed).expert_rank[m, :E]
+    expert_probs, chosen_experts, _, _, _ = softmax_topk(z3, rc.k_expert, keys, E, n_fixed=E)
+    i32 = torch.int32
+    return LevelOutputs(torch.ones((T, 1), dtype=torch.float32, device=dev),
+                        torch.zeros((T, 1), dtype=torch.int64, device=dev),
+                        torch.full((T, 1), t, dtype=i32, device=dev),
+                        torch.ones((T, 1, 1), dtype=torch.float32, device=dev),
+                        torch.zeros((T, 1, 1), dtype=i32, device=dev),
+                        expert_probs.view(T, 1, 1, E), chosen_experts.view(T, 1, 1, rc.k_expert)), bad
 
 
 def route_levels_triton(h: torch.Tensor, router, cands: tuple[int, ...], seed: int, configs: dict | None = None):
@@ -96,6 +131,8 @@ def route_levels_triton(h: torch.Tensor, router, cands: tuple[int, ...], seed: i
     e_max = max(cfg.tiers[t].experts_per_group for t in cands)
     if max(len(cands), g_max, e_max) > MAX_CANDIDATES:
         raise ValueError(f"a level has more than {MAX_CANDIDATES} candidates; use backend='torch'")
+    if is_flat(cfg, cands):
+        return flat_levels(h, router, cands, seed, configs.get("level1"))
     tables = level_tables(router, cands)
     c = tables["cands"]
     g_row0, g_n, e_row0, e_n = tables["g_row0"], tables["g_n"], tables["e_row0"], tables["e_n"]

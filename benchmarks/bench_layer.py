@@ -1,0 +1,543 @@
+"""S4, S5 and the end-to-end decode: the exact MoE layer and router against the usual non-deterministic
+ones, from one token to 16k, and greedy decoding of a whole model.
+
+S4  the whole MoE layer at the S3 shape (T = 16384, d = 4096, d_ff = 2048, 64 experts, k = 4, bf16):
+    ours   exact router (1 tier x 1 group x 64 experts, k = (1, 1, 4)) + Triton grouped-GEMM SwiGLU
+           experts + exact combine (``decode.GraphMoE``: eager and replayed as a CUDA graph)
+    usual  bf16 matmul router + topk + softmax of the top-k, argsort permutation, ``torch._grouped_mm``
+           SwiGLU, combine by ``index_add_`` or by un-permuting and a weighted sum (the faster is the
+           baseline), eager and as a CUDA graph
+    Each is checked for bit-identity across two runs and across batch sizes (the first half of the
+    batch alone vs inside the whole batch).
+S5  the decode regime, T = 1, 8, 64, 512, 4096, 16384: ``route()`` of the S2 configuration (5 x 32 x 64,
+    k = (1, 2, 2)), eager and through ``decode.GraphRouter`` (CUDA graphs per size bucket, the
+    non-finite check deferred), against the flat bf16 float router (matmul + topk over 10,240
+    experts), eager and graph; and the S4 layer at the same T. Host time per call = the time the host
+    takes to issue the call (``perf_counter`` over back-to-back calls, before the device is waited for).
+E2E greedy decode of a whole model (``decode.Decoder``: KV cache, graph-replayed MoE blocks) against
+    the same architecture with the usual pieces (same dense code and cache, a flat float top-k router,
+    ``_grouped_mm`` experts, ``index_add_`` combine, argmax); prefill and decode reported separately.
+probe whether ``torch._grouped_mm`` is batch-invariant for the S3 shapes (bits of rows of one group
+    independent of the other groups' sizes and of the group's position).
+
+Every timed "ours" configuration is run once more on each rotated input after timing and its output
+checked bit for bit: the routing record against the torch path's (whole input) and the reference's
+(sampled rows); the layer output across runs and batch sizes. ``--quick``: tiny sizes, CPU or GPU.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+import torch.nn.functional as F
+
+from lite_llm.benchmarks.bitcheck import bits_equal, matches_reference, records_equal, reference_router
+from lite_llm.benchmarks.timing import device_name, print_table, sync, time_us
+
+T_SWEEP = (1, 8, 64, 512, 4096, 16384)
+COLUMNS = ["T", "method", "us", "host us", "x baseline", "bits", "note"]
+
+
+def host_us(fn, n: int = 20) -> float:
+    """Microseconds the host spends issuing one call (back-to-back calls, no wait for the device)."""
+    fn(0)
+    sync_all()
+    t0 = time.perf_counter()
+    for i in range(n):
+        fn(i)
+    t = (time.perf_counter() - t0) / n * 1e6
+    sync_all()
+    return t
+
+
+def sync_all():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def graph_of(work, example_inputs, device):
+    """Capture ``work(*static)`` once; returns (replay(i, inputs), static outputs) or None without CUDA."""
+    if torch.device(device).type != "cuda":
+        return None
+    static = [t.clone() for t in example_inputs]
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(2):
+            work(*static)
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        out = work(*static)
+
+    def replay(*inputs):
+        for st, x in zip(static, inputs):
+            st.copy_(x)
+        g.replay()
+        return out
+    return replay
+
+
+# ----------------------------------------------------------------------------------------------------
+# the usual MoE layer (float router, permutation, _grouped_mm, index_add_)
+
+def usual_router(x, w_router, k):
+    """Float router: logits, top-k, softmax of the chosen logits (Mixtral style); (T, k) ids, gates."""
+    logits = x @ w_router.T
+    top, ids = torch.topk(logits, k, dim=1)
+    return ids, torch.softmax(top.float(), dim=1)
+
+
+def usual_experts(x, ids, gates, wgu_t, wd_t, combine: str):
+    """argsort permutation, _grouped_mm gate/up, SwiGLU, _grouped_mm down, combine."""
+    T, k = ids.shape
+    f = wd_t.shape[1]
+    flat = ids.reshape(-1)
+    order = torch.argsort(flat)
+    counts = torch.bincount(flat, minlength=wgu_t.shape[0])
+    offs = torch.cumsum(counts, 0).to(torch.int32)
+    tok = order // k
+    h = torch._grouped_mm(x[tok], wgu_t, offs=offs)
+    y = torch._grouped_mm(F.silu(h[:, :f]) * h[:, f:], wd_t, offs=offs)               # (P, d) sorted slots
+    if combine == "index_add":
+        out = torch.zeros((T, x.shape[1]), dtype=torch.float32, device=x.device)
+        out.index_add_(0, tok, y.float() * gates.reshape(-1)[order, None])
+        return out.to(x.dtype)
+    ys = torch.empty_like(y)
+    ys[order] = y
+    return torch.bmm(gates.to(y.dtype)[:, None, :], ys.view(T, k, -1))[:, 0]            # un-permute + weighted sum
+
+
+def usual_layer(combine):
+    return lambda x, w_router, k, wgu_t, wd_t: usual_experts(x, *usual_router(x, w_router, k), wgu_t, wd_t, combine)
+
+
+# ----------------------------------------------------------------------------------------------------
+# our MoE layer on the S3 shape
+
+def moe_setup(T_max, E, k, d, f, device, dtype=torch.bfloat16):
+    """An ``MoELayer`` of 1 tier x 1 group x E experts (k = (1, 1, k)), random weights, and the same
+    weights for the usual layer."""
+    from lite_llm.benchmarks.bench_router import random_router_weights, scenario_config
+    from lite_llm.optimized.experts import TierExperts
+    from lite_llm.optimized.moe import MoELayer
+    from lite_llm.optimized.router import load_router
+
+    cfg = scenario_config(1, 1, E, (1, 1, k), d)
+    rw = random_router_weights(cfg, device)
+    qr = load_router(cfg, rw, 0, device)
+    g = torch.Generator(device=device).manual_seed(2)
+    wg = (torch.randn((E, f, d), generator=g, device=device) * d ** -0.5).to(dtype)
+    wu = (torch.randn((E, f, d), generator=g, device=device) * d ** -0.5).to(dtype)
+    wd = (torch.randn((E, d, f), generator=g, device=device) * f ** -0.5).to(dtype)
+    moe = MoELayer(cfg, 0, (0,), qr, {0: TierExperts(wg, wu, wd, E)})
+    usual = dict(w_router=rw["layers.0.tiers.t0.router_expert"].reshape(E, d).to(dtype), k=k,
+                 wgu_t=torch.cat([wg, wu], dim=1).transpose(1, 2), wd_t=wd.transpose(1, 2))
+    return cfg, rw, moe, usual
+
+
+def our_layer_eager(moe, seed=0):
+    from lite_llm.optimized.router import route
+
+    if moe.router.device.type == "cuda":
+        from lite_llm.optimized.triton import combine_triton, expert_outputs_triton
+
+        def run(x):
+            r = route(x, moe.router, moe.tier_ids, seed)
+            return combine_triton(r.gate, r.count, expert_outputs_triton(moe, x, r), out_dtype=x.dtype)
+        return run
+    from lite_llm.optimized.moe import combine, expert_outputs_torch
+
+    def run_cpu(x):
+        r = route(x, moe.router, moe.tier_ids, seed, backend="torch")
+        return combine(r.gate, r.count, expert_outputs_torch(moe, x.float(), r)).to(x.dtype)
+    return run_cpu
+
+
+def layer_rows(T, moe, usual, device, xs, note_dict) -> list[dict]:
+    """Ours (eager, graph) and the usual layer (two combines, eager and graph) at T tokens."""
+    from lite_llm.optimized.decode import GraphMoE
+
+    cuda = torch.device(device).type == "cuda"
+    rows = []
+    ins = [x[:T] for x in xs]
+    reps = 30 if cuda else 3
+
+    def invariant(fn) -> dict:
+        a, b = fn(ins[0]).clone(), fn(ins[0]).clone()
+        h = max(1, T // 2)
+        c = fn(ins[0][:h]).clone()
+        return {"same_across_runs": bits_equal(a, b), "same_across_batch_sizes": bits_equal(a[:h], c)}
+
+    ours_e = our_layer_eager(moe)
+    e_us = time_us(lambda i: ours_e(ins[i % len(ins)]), device, reps=reps)
+    rows.append(dict(T=T, method="ours, eager (route + experts + exact combine)", us=e_us,
+                     **{"host us": host_us(lambda i: ours_e(ins[i % len(ins)]))}, **invariant(ours_e)))
+    if cuda:
+        gm = GraphMoE(moe, 0)
+        run_g = lambda x: gm(x)[0]                                       # noqa: E731
+        g_us = time_us(lambda i: run_g(ins[i % len(ins)]), device, reps=reps)
+        inv = invariant(run_g)
+        same_as_eager = bits_equal(run_g(ins[0]).clone(), ours_e(ins[0]))
+        gm.check()
+        rows.append(dict(T=T, method="ours, GraphMoE (CUDA graph per size bucket)", us=g_us,
+                         **{"host us": host_us(lambda i: run_g(ins[i % len(ins)]))}, **inv,
+                         note=f"= eager bits: {same_as_eager}"))
+    if hasattr(torch, "_grouped_mm"):
+        for combine in ("index_add", "unpermute"):
+            fn = usual_layer(combine)
+            try:
+                run_u = lambda x, fn=fn: fn(x, **usual)                  # noqa: E731
+                u_us = time_us(lambda i: run_u(ins[i % len(ins)]), device, reps=reps)
+                rows.append(dict(T=T, method=f"usual ({combine}), eager", us=u_us,
+                                 **{"host us": host_us(lambda i: run_u(ins[i % len(ins)]))}, **invariant(run_u)))
+                rep = graph_of(lambda x, fn=fn: fn(x, **usual), [ins[0]], device)
+                if rep is not None:
+                    ug = time_us(lambda i: rep(ins[i % len(ins)]), device, reps=reps)
+                    rows.append(dict(T=T, method=f"usual ({combine}), CUDA graph", us=ug,
+                                     **{"host us": host_us(lambda i: rep(ins[i % len(ins)]))},
+                                     **invariant(lambda x: rep(x) if x.shape[0] == T else run_u(x))))
+            except Exception as e:                                       # reported, not fatal
+                rows.append(dict(T=T, method=f"usual ({combine})", us=float("nan"),
+                                 note=f"ERROR {type(e).__name__}: {str(e)[:200]}"))
+    usual_us = [r["us"] for r in rows if r["method"].startswith("usual") and r["us"] == r["us"]]
+    base = min(usual_us) if usual_us else float("nan")
+    for r in rows:
+        r["x baseline"] = r["us"] / base
+        if "same_across_runs" in r:
+            r["bits"] = f"runs {'same' if r['same_across_runs'] else 'DIFFER'}, " \
+                        f"batch {'same' if r['same_across_batch_sizes'] else 'DIFFER'}"
+    note_dict[T] = {"baseline_us": base}
+    return rows
+
+
+def bench_s4(device, quick: bool, sweep: tuple[int, ...] | None = None) -> dict:
+    """S4 (T = 16384) and the layer half of S5 (the T sweep)."""
+    E, k, d, f = (8, 2, 64, 32) if quick else (64, 4, 4096, 2048)
+    cuda = torch.device(device).type == "cuda"
+    Ts = sweep or ((1, 8, 64) if quick else T_SWEEP)
+    dtype = torch.bfloat16 if cuda else torch.float32
+    cfg, rw, moe, usual = moe_setup(max(Ts), E, k, d, f, device, dtype)
+    g = torch.Generator(device=device).manual_seed(5)
+    xs = [torch.randn((max(Ts), d), generator=g, device=device).to(dtype) for _ in range(2)]
+    meta = {"experts": E, "k": k, "d": d, "d_ff": f, "dtype": str(dtype), "T": list(Ts), "baseline": {}}
+    rows = []
+    for T in Ts:
+        rows += layer_rows(T, moe, usual, device, xs, meta["baseline"])
+    return {"scenario": "S4/S5 layer", "device": device_name(device), "meta": meta, "rows": rows}
+
+
+# ----------------------------------------------------------------------------------------------------
+# S5: route() at decode sizes
+
+def bench_s5_route(device, quick: bool, sweep: tuple[int, ...] | None = None) -> dict:
+    from lite_llm.benchmarks.bench_router import random_router_weights, scenario_config
+    from lite_llm.optimized.decode import GraphRouter
+    from lite_llm.optimized.router import load_router, route
+
+    T_, d, M, G, E = (None, 128, 5, 8, 16) if quick else (None, 4096, 5, 32, 64)
+    cuda = torch.device(device).type == "cuda"
+    Ts = sweep or ((1, 8, 64) if quick else T_SWEEP)
+    cfg = scenario_config(M, G, E, (1, 2, 2), d)
+    rw = random_router_weights(cfg, device)
+    qr = load_router(cfg, rw, 0, device)
+    ref_r = reference_router(cfg, rw, range(M))
+    tiers = tuple(range(M))
+    gen = torch.Generator(device=device).manual_seed(1)
+    dtype = torch.bfloat16
+    xs = [torch.randn((max(Ts), d), generator=gen, device=device).to(dtype) for _ in range(2)]
+    flat_w = torch.cat([rw[f"layers.0.tiers.t{t}.router_expert"].reshape(G * E, d) for t in tiers]).to(dtype)
+    rows = []
+    backend = "triton" if cuda else "torch"
+    gr = GraphRouter(qr, tiers, 0) if cuda else None
+    for T in Ts:
+        ins = [x[:T] for x in xs]
+        torch_rec = [route(h, qr, tiers, 0, backend="torch") for h in ins]
+        reps = 30 if cuda else 3
+
+        def check(fn) -> dict:
+            outs = [fn(h) for h in ins]
+            return {"bits_vs_torch_path": all(records_equal(o, t) for o, t in zip(outs, torch_rec)),
+                    "bits_vs_reference": all(matches_reference(o, h, ref_r, tiers, 0, n=16 if quick else 48)
+                                             for o, h in zip(outs, ins))}
+
+        run_e = lambda h: route(h, qr, tiers, 0, backend=backend)               # noqa: E731
+        us = time_us(lambda i: run_e(ins[i % 2]), device, reps=reps)
+        rows.append(dict(T=T, method=f"ours: route() eager ({backend})", us=us,
+                         **{"host us": host_us(lambda i: run_e(ins[i % 2]))}, **check(run_e),
+                         note="full API: checks, non-finite test (host sync)"))
+        if gr is not None:
+            run_g = gr.route
+            us = time_us(lambda i: run_g(ins[i % 2]), device, reps=reps)
+            c = check(lambda h: __import__("lite_llm.optimized.decode", fromlist=["clone_route"]).clone_route(run_g(h)))
+            gr.check()
+            rows.append(dict(T=T, method="ours: GraphRouter (graph per size bucket)", us=us,
+                             **{"host us": host_us(lambda i: run_g(ins[i % 2]))}, **c,
+                             note="copy in + replay; non-finite check deferred to check()"))
+        base = lambda h: torch.topk(h @ flat_w.T, 4, dim=1)                     # noqa: E731
+        b_us = time_us(lambda i: base(ins[i % 2]), device, reps=reps)
+        rows.append(dict(T=T, method=f"flat bf16 top-4 over {M * G * E} (eager)", us=b_us,
+                         **{"host us": host_us(lambda i: base(ins[i % 2]))}, note="float logits, not exact"))
+        rep = graph_of(base, [ins[0]], device)
+        if rep is not None:
+            bg = time_us(lambda i: rep(ins[i % 2]), device, reps=reps)
+            rows.append(dict(T=T, method="flat bf16 top-4 (CUDA graph)", us=bg,
+                             **{"host us": host_us(lambda i: rep(ins[i % 2]))}, note="float logits, not exact"))
+        b = min(r["us"] for r in rows if r["T"] == T and r["method"].startswith("flat"))
+        for r in rows:
+            if r["T"] == T:
+                r["x baseline"] = r["us"] / b
+                if "bits_vs_torch_path" in r:
+                    r["bits"] = "exact" if r["bits_vs_torch_path"] and r["bits_vs_reference"] else "MISMATCH"
+    meta = {"config": f"{M} tiers x {G} groups x {E} experts, k = (1, 2, 2), d = {d}", "T": list(Ts)}
+    return {"scenario": "S5 route", "device": device_name(device), "meta": meta, "rows": rows}
+
+
+# ----------------------------------------------------------------------------------------------------
+# _grouped_mm batch invariance probe
+
+def probe_grouped_mm(device, quick: bool) -> dict:
+    """Rows of one group through _grouped_mm alone and among other groups of several sizes, at several
+    positions: are their bits the same? (bf16, the S3 GEMM shapes)."""
+    if not hasattr(torch, "_grouped_mm"):
+        return {"available": False}
+    dtype = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    res = {"available": True, "shapes": {}}
+    shapes = [(64, 64)] if quick else [(4096, 4096), (2048, 4096)]          # (K, N): gate/up, down
+    g = torch.Generator(device=device).manual_seed(9)
+    for K, N in shapes:
+        E = 8
+        w = (torch.randn((E, K, N), generator=g, device=device) * K ** -0.5).to(dtype)
+        rows = torch.randn((37, K), generator=g, device=device).to(dtype)
+        try:
+            want = torch._grouped_mm(rows, w[:1], offs=torch.tensor([37], dtype=torch.int32, device=device))
+            same, cases = True, 0
+            for others in ([1], [5, 300], [4000, 1], [128, 128, 128], [9000]):
+                for where in range(len(others) + 1):
+                    sizes = others[:where] + [37] + others[where:]
+                    xs = [torch.randn((n, K), generator=g, device=device).to(dtype) for n in others]
+                    parts = xs[:where] + [rows] + xs[where:]
+                    x = torch.cat(parts)
+                    offs = torch.cumsum(torch.tensor(sizes, device=device), 0).to(torch.int32)
+                    gi = where                                           # the group index of our rows
+                    wsel = torch.cat([w[1:1 + where], w[:1], w[1 + where:1 + len(others)]]) \
+                        if len(others) + 1 <= E else w[:len(sizes)]
+                    out = torch._grouped_mm(x, wsel, offs=offs)
+                    start = sum(sizes[:gi])
+                    same &= bits_equal(out[start:start + 37], want)
+                    cases += 1
+            res["shapes"][f"K={K},N={N}"] = {"batch_invariant": bool(same), "cases": cases}
+        except Exception as e:                                               # reported, not fatal
+            res["shapes"][f"K={K},N={N}"] = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
+    res["all_invariant"] = all(v.get("batch_invariant", False) for v in res["shapes"].values())
+    return res
+
+
+# ----------------------------------------------------------------------------------------------------
+# end to end: greedy decode of a whole model
+
+def e2e_config(quick: bool):
+    from lite_llm.spec.config import config_from_dict
+
+    d, L, H, V, G, E, f = (64, 2, 4, 256, 4, 4, 32) if quick else (1024, 8, 16, 32000, 8, 8, 1024)
+    return config_from_dict({
+        "spec_version": "0.1", "d_model": d, "n_layers": L, "n_heads": H, "vocab_size": V, "max_seq_len": 1024,
+        "tiers": [{"name": "t0", "groups": G, "experts_per_group": E, "d_ff": f}],
+        "router": {"k_tier": 1, "k_group": 2, "k_expert": 2, "hidden_limbs": 2, "weight_limbs": 2, "seed": 0}})
+
+
+def e2e_weights(cfg, device) -> dict:
+    from lite_llm.spec.tensors import dense_shapes, tier_layer_shapes
+
+    g = torch.Generator(device=device).manual_seed(11)
+    shapes = dict(dense_shapes(cfg))
+    for l in range(cfg.n_layers):
+        shapes.update(tier_layer_shapes(cfg, 0, l))
+    out = {}
+    for n, s in shapes.items():
+        fan_in = s[-1]
+        if n.endswith("norm"):
+            out[n] = torch.ones(s, device=device)
+        else:
+            out[n] = torch.randn(s, generator=g, device=device) * fan_in ** -0.5
+    out["embed"] = torch.randn(dense_shapes(cfg)["embed"], generator=g, device=device)
+    return out
+
+
+class UsualDecoder:
+    """The same architecture with the usual pieces: the same dense code and KV cache, a flat float
+    top-k router over the TierSet's experts (k = k_tier k_group k_expert), softmax of the chosen
+    logits, argsort permutation, ``_grouped_mm`` experts (per-expert matmuls where it is unavailable
+    for the dtype), ``index_add_`` combine, argmax. Not exact, not batch-invariant."""
+
+    def __init__(self, m, weights, capacity):
+        from lite_llm.optimized.decode import KVCache
+
+        cfg = m.cfg
+        self.m, self.cfg = m, cfg
+        self.k = cfg.router.k_tier * cfg.router.k_group * cfg.router.k_expert
+        tc = cfg.tiers[0]
+        self.wr = [weights[f"layers.{l}.tiers.t0.router_expert"].reshape(tc.groups * tc.experts_per_group, -1)
+                   for l in range(cfg.n_layers)]
+        ex = [m.moe[l].experts[0] for l in range(cfg.n_layers)]
+        self.wgu_t = [torch.cat([e.w_gate, e.w_up], dim=1).transpose(1, 2) for e in ex]
+        self.wd_t = [e.w_down.transpose(1, 2) for e in ex]
+        self.ex = ex
+        self.cache = KVCache.empty(cfg, capacity, m.device)
+        self.grouped = "untested"
+
+    def moe(self, l, x):
+        ids, gates = usual_router(x, self.wr[l], self.k)
+        if self.grouped != "loop":
+            try:
+                out = usual_experts(x, ids, gates, self.wgu_t[l], self.wd_t[l], "index_add")
+                self.grouped = "_grouped_mm"
+                return out
+            except Exception as e:                                    # e.g. no float32 kernel on this GPU
+                self.grouped = "loop"
+                self.grouped_error = f"{type(e).__name__}: {str(e)[:120]}"
+        T = x.shape[0]
+        out = torch.zeros_like(x)
+        flat = ids.reshape(-1)
+        e = self.ex[l]
+        for j in torch.unique(flat).tolist():                         # host sync: the usual HF loop
+            sl = torch.nonzero(flat == j)[:, 0]
+            tok = sl // self.k
+            xe = x[tok]
+            y = (F.silu(xe @ e.w_gate[j].T) * (xe @ e.w_up[j].T)) @ e.w_down[j].T
+            out.index_add_(0, tok, y * gates.reshape(-1)[sl, None])
+        return out
+
+    def forward(self, tok):
+        from lite_llm.optimized.decode import attention_cached
+        from lite_llm.optimized.model import ieee_float32, rms_norm, rope_tables
+
+        cfg, w = self.cfg, self.m.dense
+        T = tok.shape[0]
+        pos0 = self.cache.length
+        cos, sin = rope_tables(pos0 + T, cfg.d_model // cfg.n_heads, cfg.rope_theta, self.m.device)
+        cos, sin = cos[pos0:], sin[pos0:]
+        with ieee_float32():
+            h = w["embed"][tok]
+            for l in range(cfg.n_layers):
+                h = h + attention_cached(self.m, l, rms_norm(h, w[f"layers.{l}.attn_norm"], cfg.norm_eps),
+                                         self.cache, cos, sin)
+                h = h + self.moe(l, rms_norm(h, w[f"layers.{l}.ffn_norm"], cfg.norm_eps))
+            self.cache.length = pos0 + T
+            return rms_norm(h, w["final_norm"], cfg.norm_eps) @ w["lm_head"].T
+
+    def generate(self, prompt, n):
+        self.cache.length = 0
+        out = torch.empty((n,), dtype=torch.int64, device=self.m.device)
+        logits = self.forward(prompt)[-1]
+        for i in range(n):
+            out[i] = torch.argmax(logits)
+            if i + 1 < n:
+                logits = self.forward(out[i:i + 1])[0]
+        return out.tolist()
+
+
+def bench_e2e(device, quick: bool) -> dict:
+    from lite_llm.optimized.decode import Decoder
+    from lite_llm.optimized.model import load_model
+
+    cfg = e2e_config(quick)
+    w = e2e_weights(cfg, device)
+    m = load_model(cfg, w, (0,), device)
+    P, N = (8, 6) if quick else (128, 64)
+    prompt = torch.randint(0, cfg.vocab_size, (P,), generator=torch.Generator().manual_seed(3)).to(device)
+    cuda = torch.device(device).type == "cuda"
+    rows = []
+    meta = {"d_model": cfg.d_model, "n_layers": cfg.n_layers, "n_heads": cfg.n_heads, "vocab": cfg.vocab_size,
+            "experts": cfg.tiers[0].groups * cfg.tiers[0].experts_per_group, "k": [1, 2, 2],
+            "d_ff": cfg.tiers[0].d_ff, "prompt": P, "new_tokens": N, "dtype": "float32 (IEEE, no TF32)"}
+
+    def measure(name, gen_fn, prefill_fn, reset_fn, step_fn):
+        toks = gen_fn()                                   # warm-up: compiles, captures graphs
+        toks2 = gen_fn()
+        sync(device)
+        t0 = time.perf_counter()
+        gen_fn()
+        sync(device)
+        total = time.perf_counter() - t0
+        reset_fn()
+        sync(device)
+        t0 = time.perf_counter()
+        prefill_fn()
+        sync(device)
+        pre = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        one = torch.tensor([1], device=device)
+        for _ in range(16):
+            step_fn(one)
+        sync(device)
+        step = (time.perf_counter() - t0) / 16
+        rows.append(dict(method=name, **{"prefill ms": pre * 1e3, "decode ms/token": step * 1e3,
+                                          "decode tok/s": 1 / step, "generate s": total,
+                                          "same tokens across runs": toks == toks2}))
+        return toks
+
+    for graphs in ([True, False] if cuda else [False]):
+        dec = Decoder(m, 0, P + N + 32, graphs=graphs)
+        t = measure(f"ours: exact router + experts + combine, KV cache{', MoE as CUDA graphs' if graphs else ', eager'}",
+                    lambda: dec.generate(prompt, N), lambda: dec.forward(prompt), dec.reset,
+                    lambda x: dec.forward(x))
+        meta.setdefault("ours_tokens", t[:16])
+    usual = UsualDecoder(m, w, P + N + 32)
+
+    def reset_u():
+        usual.cache.length = 0
+    t = measure("usual: float top-k router, _grouped_mm, index_add_, argmax; same dense code and KV cache",
+                lambda: usual.generate(prompt, N), lambda: usual.forward(prompt), reset_u, lambda x: usual.forward(x))
+    meta["usual_experts"] = usual.grouped
+    if hasattr(usual, "grouped_error"):
+        meta["usual_grouped_mm_error"] = usual.grouped_error
+    base = rows[-1]["decode tok/s"]
+    for r in rows:
+        r["x usual (decode tok/s)"] = r["decode tok/s"] / base
+    return {"scenario": "E2E decode", "device": device_name(device), "meta": meta, "rows": rows}
+
+
+E2E_COLUMNS = ["method", "prefill ms", "decode ms/token", "decode tok/s", "x usual (decode tok/s)",
+               "same tokens across runs"]
+
+
+def run(scenarios, device: str, quick: bool, json_path: str | None) -> int:
+    results = []
+    for name in scenarios:
+        if name == "S4":
+            res = bench_s4(device, quick)
+        elif name == "S5":
+            res = bench_s5_route(device, quick)
+        elif name == "E2E":
+            res = bench_e2e(device, quick)
+        elif name == "probe":
+            res = {"scenario": "probe _grouped_mm", "device": device_name(device),
+                   "meta": probe_grouped_mm(device, quick), "rows": []}
+        results.append(res)
+        cols = E2E_COLUMNS if name == "E2E" else COLUMNS
+        if not res["rows"]:
+            print(f"\n{res['scenario']} on {res['device']}: {json.dumps(res['meta'], default=str)}")
+            continue
+        print_table(f"{res['scenario']} on {res['device']}: {json.dumps(res['meta'], default=str)[:400]}",
+                    res["rows"], cols)
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(results, f, indent=1, default=str)
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--scenario", nargs="+", default=["probe", "S5", "S4", "E2E"])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--json", metavar="FILE")
+    a = p.parse_args(argv)
+    return run(a.scenario, a.device, a.quick, a.json)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
