@@ -25,7 +25,8 @@ from .case import FORMAT, LEVELS, default_vectors_root, parse_case
 from .tensors import DTYPES, dtype_name, npy_bytes
 
 # The modules that describe the cases, each with a function cases() -> list[CaseSpec].
-GENERATORS = ("gen_ops", "gen_routing", "gen_layer", "gen_model", "gen_loss", "gen_selection", "gen_checkpoint")
+GENERATORS = ("gen_ops", "gen_routing", "gen_layer", "gen_model", "gen_loss", "gen_selection", "gen_cache",
+              "gen_checkpoint")
 
 
 @dataclass

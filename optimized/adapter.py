@@ -220,6 +220,22 @@ class OptimizedAdapter:
         loss = aux_loss(cfg, self.records(req, cfg), **alpha)
         return {"total": np.float64(loss.total), "cv": np.array(loss.cv, np.float64).reshape(-1, 3)}
 
+    # --- selection level: the expert-cache policy (PLACE-4) ----------------------------------------------
+    def op_cache_trace(self, req: Request) -> dict:
+        """``storage.policy.simulate`` over a trace; malformed traces and parameters are E_SHAPE (PLACE-4.3, 4.4)."""
+        from lite_llm.optimized.storage.policy import simulate
+        from lite_llm.spec.errors import ShapeError
+
+        g = req.inputs
+        offsets, units, sizes = (np.asarray(g[n]) for n in ("offsets", "units", "sizes"))
+        problem = _trace_problem(offsets, units, sizes)
+        if problem:
+            raise ShapeError(problem, clause="PLACE-4.3")
+        try:
+            return simulate(offsets, units, sizes, req.params["capacity"], req.params.get("half_life"))
+        except ValueError as e:
+            raise ShapeError(str(e), clause="PLACE-4.4") from None
+
     # --- checkpoint level (reading) --------------------------------------------------------------------
     def op_load_checkpoint(self, req: Request) -> dict:
         from lite_llm.optimized.checkpoint import load_checkpoint
@@ -229,3 +245,20 @@ class OptimizedAdapter:
                                  verify=req.params.get("verify", True), device=self.device)
         return {"config": config_to_dict(cfg), **{k: v.cpu().numpy() for k, v in w.items()}}
 
+
+
+def _trace_problem(offsets: np.ndarray, units: np.ndarray, sizes: np.ndarray) -> str:
+    """What is wrong with a trace (PLACE-4.3), or ''."""
+    for name, a in (("offsets", offsets), ("units", units), ("sizes", sizes)):
+        if a.ndim != 1 or (a.size and (a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.integer))):
+            return f"trace field {name!r} must be a 1-d integer array, got {a.dtype} {a.shape}"
+    if offsets.size < 1 or offsets[0] != 0 or np.any(np.diff(offsets) < 0) or offsets[-1] != units.size:
+        return "trace offsets must start at 0, never decrease and end at the number of requests"
+    if np.any(sizes < 1):
+        return "unit sizes must be >= 1 byte"
+    if units.size and (units.min() < 0 or units.max() >= sizes.size):
+        return f"a request names a unit outside [0, {sizes.size})"
+    for k in range(offsets.size - 1):
+        if np.any(np.diff(units[offsets[k]:offsets[k + 1]]) <= 0):
+            return f"step {k}: units must be ascending and distinct"
+    return ""

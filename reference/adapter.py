@@ -209,6 +209,15 @@ class ReferenceAdapter:
                 "priority": col("priority", np.float64), "prefetch_order": list(prefetch_order(s)),
                 "prefetch_order_mean_prob": list(prefetch_order(s, "probability"))}
 
+    def op_cache_trace(self, req: Request) -> dict:
+        """The expert-cache policy over a trace (PLACE-4.3 .. PLACE-4.7)."""
+        from lite_llm.reference.cache_policy import check_trace, simulate
+
+        g = req.inputs
+        run = simulate(check_trace(g["offsets"], g["units"], g["sizes"]), req.params["capacity"],
+                       req.params.get("half_life"))
+        return {"hit": run.hit, "admitted": run.admitted, "resident": run.resident, "counts": run.counts}
+
     def op_select_budget(self, req: Request) -> dict:
         from lite_llm.reference.selection import select_budget, select_for_config
 
