@@ -165,16 +165,16 @@ def parse_case(case_dir: Path, root: Path) -> Case:
         where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
         raise CaseFormatError(f"{f}: field {where}: {e.message}") from None
     rel = case_dir.relative_to(root).as_posix()
-    if d["id"] != rel:
+    if d["id"] != rel:                                                       # CONF-1.3: the id is the path
         raise CaseFormatError(f"{f}: id {d['id']!r} does not match its directory {rel!r}")
     if d["level"] != rel.split("/")[0]:
         raise CaseFormatError(f"{f}: level {d['level']!r} does not match its directory")
     known = registry()
-    unknown = [c for c in d["clauses"] if c not in known]
+    unknown = [c for c in d["clauses"] if c not in known]                   # CONF-1.8: cited clauses exist
     if unknown:
         raise CaseFormatError(f"{f}: cites clause(s) not in spec {SPEC_VERSION}: {', '.join(unknown)}")
     inputs = {}
-    for name, v in d["inputs"].items():
+    for name, v in d["inputs"].items():                                      # CONF-1.6: a tensor or a directory
         if "dir" in v:
             inputs[name] = DirInput(name, case_dir / v["dir"], tuple(v["files"]), v.get("writable", False))
         else:
@@ -185,6 +185,7 @@ def parse_case(case_dir: Path, root: Path) -> Case:
         tol = v.get("tolerance")
         outputs[name] = TensorFile(name, case_dir / v["file"], v["dtype"], tuple(v["shape"]),
                                    Tolerance(tol["rtol"], tol["atol"], tol.get("relative_to", "element")) if tol else None)
+    # CONF-1.7: `match` follows from `expect`: error, tolerance when an output has one, else exact
     want_match = "error" if error else ("tolerance" if any(t.tolerance for t in outputs.values()) else "exact")
     if d["match"] != want_match:
         raise CaseFormatError(f"{f}: match is {d['match']!r} but its expectation makes it {want_match!r}")

@@ -35,7 +35,7 @@ def must_clauses() -> list[str]:
 
 
 def uncovered(cases) -> list[str]:
-    """MUST clauses that no case cites and exemptions.json does not exempt."""
+    """MUST clauses that no case cites and exemptions.json does not exempt (CONF-1.8, CONF-5.5)."""
     cited = clause_cases(cases)
     ex = exemptions()
     return [c for c in must_clauses() if c not in cited and c not in ex]
