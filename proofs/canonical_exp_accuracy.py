@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 from multiprocessing import get_context
 
@@ -86,8 +87,12 @@ def scan(lo: int = LO_BITS, hi: int = HI_BITS, processes: int | None = None) -> 
     processes = processes or default_processes()
     if processes == 1 or len(chunks) == 1:
         return merge([chunk_stats(c) for c in chunks])
+    from tqdm import tqdm
+
     with get_context("spawn").Pool(min(processes, len(chunks))) as pool:
-        return merge(list(pool.imap_unordered(chunk_stats, chunks)))
+        parts = pool.imap_unordered(chunk_stats, chunks)
+        return merge(list(tqdm(parts, total=len(chunks), desc="    exp scan", unit=" chunk", leave=False,
+                               disable=not sys.stderr.isatty(), file=sys.stderr)))
 
 
 def f32(bits: int) -> float:

@@ -47,6 +47,13 @@ class Claim:
     def ok(self) -> bool:
         return self.result == self.expected
 
+    def __post_init__(self) -> None:
+        for hook in CLAIM_HOOKS:
+            hook(self)
+
+
+CLAIM_HOOKS: list = []        # callables told of every settled claim (the progress bar of `lite-llm prove`)
+
 
 @dataclass
 class Certificate:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -66,12 +67,28 @@ def prove_isolated(name: str):
 
 
 def _child(name: str, send) -> None:
+    bar = claim_bar(name)
     try:
         send.send((True, load(name).prove()))
     except BaseException:
         send.send((False, traceback.format_exc()))
     finally:
+        if bar is not None:
+            bar.close()
         send.close()
+
+
+def claim_bar(name: str):
+    """A progress bar of the claims settled while proving ``name``, on a terminal only (stderr)."""
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    from .certificate import CLAIM_HOOKS
+
+    bar = tqdm(desc=f"  {name}", unit=" claims", leave=False, file=sys.stderr)
+    CLAIM_HOOKS.append(lambda claim: (bar.set_postfix_str(claim.name[:40]), bar.update(1)))
+    return bar
 
 
 def run(statements, out: Path | None = DEFAULT_OUT, log=print, isolate: bool = True) -> tuple[list[Certificate], int]:
@@ -83,7 +100,10 @@ def run(statements, out: Path | None = DEFAULT_OUT, log=print, isolate: bool = T
     """
     certs, failed = [], []
     t_all = time.perf_counter()
-    for st in statements:
+    from tqdm import tqdm
+
+    bar = tqdm(statements, desc="prove", unit=" statement", disable=not sys.stderr.isatty(), file=sys.stderr)
+    for st in bar:
         name = st if isinstance(st, str) else getattr(st, "NAME", getattr(st, "__name__", "?"))
         try:
             if isinstance(st, str):
