@@ -190,3 +190,23 @@ def test_manifest_damage_is_refused_before_serving(tmp_path):
     from lite_llm.spec.errors import CheckpointSchemaError
     with pytest.raises(CheckpointSchemaError):
         CheckpointSource(tmp_path / "ck")
+
+
+def test_cli_generate_streams_and_reports_metrics(ckpt, tmp_path, capsys):
+    """``lite-llm generate --cache-host 5% --trace``: the reference's tokens, metrics on stderr, a trace file
+    the policy reads back (PLACE-4.3)."""
+    from lite_llm.cli import main
+    from lite_llm.reference.cache_policy import load_trace
+
+    base = ["generate", "--prompt", "3,1,4", "--max-new", "3", "--checkpoint", str(ckpt)]
+    assert main(base) == 0
+    want = capsys.readouterr().out.strip()
+    assert main(base + ["--cache-host", "5%", "--trace", str(tmp_path / "t.npz")]) == 0
+    out = capsys.readouterr()
+    assert out.out.strip() == want and "host" in out.err and "disk" in out.err
+    tr = load_trace(tmp_path / "t.npz")
+    assert tr.steps == 3 * model()[0].n_layers and tr.meta["source"] == "lite-llm generate"
+    assert main(base + ["--impl", "optimized", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert ",".join(map(str, d["generated"])) == want and d["metrics"]["classes"][0]["name"] == "host"
+    assert main(base + ["--cache-host", "lots"]) == 2
