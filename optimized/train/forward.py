@@ -60,9 +60,11 @@ class TrainOutput:
         return tuple(l.route for l in self.layers)
 
 
-def quantized_routers(cfg: ModelConfig, params: dict, tier_ids, device) -> tuple[QuantizedRouter, ...]:
+def quantized_routers(cfg: ModelConfig, params: dict, tier_ids, device, previous=None) -> tuple[QuantizedRouter, ...]:
     """Every layer's router, quantized from the current weights (HSER-2.6); rows of tiers outside the
-    TierSet are zeros, never read (TIER-2.6). Re-run after every optimizer step (TRAIN-1.2)."""
+    TierSet are zeros, never read (TIER-2.6). Re-run after every optimizer step (TRAIN-1.2).
+    ``previous``: the routers of the step before, whose tie-key tables (a function of the config and
+    the seed only, HSER-4.5) are reused instead of rebuilt."""
     out = []
     d = cfg.d_model
     for l in range(cfg.n_layers):
@@ -73,7 +75,10 @@ def quantized_routers(cfg: ModelConfig, params: dict, tier_ids, device) -> tuple
                          ("router_expert", (tc.groups, tc.experts_per_group, d))):
                 rw[f"{p}.{k}"] = params[f"{p}.{k}"].detach() if t in tier_ids else \
                     torch.zeros(s, dtype=torch.float32, device=device)
-        out.append(load_router(cfg, rw, l, device))
+        r = load_router(cfg, rw, l, device)
+        if previous is not None:
+            r._keys = previous[l]._keys                                             # weight-independent tables
+        out.append(r)
     return tuple(out)
 
 

@@ -59,6 +59,8 @@ class TrainSettings:
     train_tiers: tuple[int, ...] | None = None  # None: train everything the TierSet reads
     eval_tier_sets: tuple[tuple[int, ...], ...] = ()   # extra TierSets to validate under (e.g. the old one)
     backend: str = "auto"
+    max_seconds: float = 0.0      # stop early (then validate and save) once training took this long; 0: never
+    save_final: bool = True       # False: write no checkpoint at all (timing probes)
 
 
 @dataclass
@@ -69,6 +71,7 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     last_eval: dict = field(default_factory=dict)
     seconds: float = 0.0
+    steps: int = 0                          # steps taken (fewer than asked when max_seconds stopped the run)
 
 
 def set_deterministic(device: torch.device) -> dict:
@@ -200,12 +203,15 @@ def _train(cfg, init, corpus, s, out_dir, device, env, source_hashes, progress, 
           "trainable_parameters": int(sum(params[n].numel() for n in train_names)), "env": env})
     try:
         run_eval(0)
+        routers = None
+        t_loop = time.time()
+        step = 0
         for step in range(1, s.steps + 1):
             t0 = time.time()
             for g in opt.param_groups:
                 g["lr"] = lr_at(s, step)
             tok = train_batch(corpus, s.seed, step, s.batch, s.seq).to(device)
-            routers = quantized_routers(cfg, params, tier_set, device)
+            routers = quantized_routers(cfg, params, tier_set, device, routers)
             o = forward_train(cfg, params, tok[:, :-1], tier_set, routing_seed, routers, s.backend)
             ce = F.cross_entropy(o.logits.reshape(-1, cfg.vocab_size), tok[:, 1:].reshape(-1))
             aux, _ = aux_loss_st(cfg, o, s.aux_alpha)
@@ -220,11 +226,17 @@ def _train(cfg, init, corpus, s, out_dir, device, env, source_hashes, progress, 
             if progress is not None:
                 progress.update(1)
                 progress.set_postfix(loss=f"{rec['ce']:.3f}", aux=f"{rec['aux']:.4f}")
-            if step % max(1, s.eval_every) == 0 or step == s.steps:
+            stop = bool(s.max_seconds) and time.time() - t_loop > s.max_seconds
+            if step % max(1, s.eval_every) == 0 or step == s.steps or stop:
                 run_eval(step)
-            if s.save_every and step % s.save_every == 0 and step != s.steps:
+            if s.save_every and step % s.save_every == 0 and step != s.steps and not stop:
                 save(step, f"step-{step:06d}")
-        save(s.steps, "final")
+            if stop:
+                emit({"kind": "stopped", "step": step, "reason": f"max_seconds={s.max_seconds}"})
+                break
+        res.steps = step
+        if s.save_final:
+            save(step, "final")
     finally:
         log.close()
     res.final = str(out / "final")

@@ -131,7 +131,7 @@ def test_aux_loss_value_and_gradient():
     p1 = params_of(init_model_weights(one, 0))
     o1 = forward_train(one, p1, tokens(1, (1, 8)), (0,), 0)
     v1, _ = aux_loss_st(one, o1, 1.0)
-    assert float(v1) == 0.0
+    assert v1.item() == 0.0
     (v1 + o1.logits.sum() * 0).backward()
     assert all(torch.isfinite(t.grad).all() for t in p1.values() if t.grad is not None)
 
