@@ -210,3 +210,24 @@ def test_cli_generate_streams_and_reports_metrics(ckpt, tmp_path, capsys):
     d = json.loads(capsys.readouterr().out)
     assert ",".join(map(str, d["generated"])) == want and d["metrics"]["classes"][0]["name"] == "host"
     assert main(base + ["--cache-host", "lots"]) == 2
+
+
+def test_bench_storage_quick_json_and_plot(tmp_path, capsys):
+    """``lite-llm bench storage --quick --json``: every policy at every size; the spec's policy at or
+    above LRU (PLACE-4.11); Belady an upper bound of all; a PNG plot."""
+    pytest.importorskip("matplotlib")
+    from lite_llm.benchmarks.bench_storage import run_belady, run_lfu, run_lru, run_spec, zipf_trace
+    from lite_llm.cli import main
+
+    assert main(["bench", "storage", "--quick", "--json", "--no-decode", "--plot", str(tmp_path / "p.png")]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert set(res["traces"]) == {"model", "zipf-1.1", "zipf-0.8"} and (tmp_path / "p.png").stat().st_size > 0
+    for tr in res["traces"].values():
+        assert [r["fraction"] for r in tr["rows"]] == [0.01, 0.02, 0.05, 0.1, 0.25, 0.5]
+        for r in tr["rows"]:
+            assert r["spec"] >= r["LRU"] and r["Belady"] >= max(r["spec"], r["LRU"], r["LFU"]) - 1e-12
+    tr = zipf_trace(2, 8, 2, 60, 1.0)
+    cap = int(tr.sizes.sum()) // 4
+    assert 0 <= run_lru(tr, cap) <= run_belady(tr, cap) and run_spec(tr, cap) <= run_belady(tr, cap)
+    assert run_lfu(tr, int(tr.sizes.sum())) == run_belady(tr, int(tr.sizes.sum()))     # everything fits
+    assert main(["bench", "storage", "--quick", "--trace", str(tmp_path / "missing.npz")]) == 2
