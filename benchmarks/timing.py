@@ -20,8 +20,18 @@ def sync(device) -> None:
         torch.cuda.synchronize()
 
 
+_CAP: list[int] = []          # (warmup, reps) cap set by ``quick_mode`` for the --quick smoke runs
+
+
+def quick_mode(on: bool = True) -> None:
+    """Cap every timing at 1 warm-up and 3 runs (``--quick``: the code paths, no timing claim)."""
+    _CAP[:] = [1, 3] if on else []
+
+
 def time_us(fn: Callable[[int], object], device, warmup: int = 5, reps: int = 30) -> float:
     """Median time of ``fn(i)`` in microseconds; ``i`` counts calls so ``fn`` can rotate its inputs."""
+    if _CAP:
+        warmup, reps = min(warmup, _CAP[0]), min(reps, _CAP[1])
     for i in range(warmup):
         fn(i)
     sync(device)
