@@ -147,3 +147,83 @@ def test_grouped_gemm_bf16_matches_a_float32_loop():
         err = float((got - want).abs().max() / want.abs().max())
         print(cfg, f"max relative difference {err:.2e}")
         assert err < 2e-2
+
+
+# ---- issue 14: flat fast path, graph replays, KV-cache decoding on the device ----------------------
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_flat_configuration_route_equals_torch_path(dtype):
+    """One tier, one group, k = (1, 1, 4): the two-launch flat path = the torch path, every field."""
+    from lite_llm.optimized.router import load_router, route
+
+    cfg = hser_config(M=1, G=1, E=64, k=(1, 1, 4), d=4096)
+    q = load_router(cfg, router_weights(cfg), 0, "cuda")
+    h = torch.randn((3000, 4096), device="cuda").to(dtype)
+    h[7] = 0
+    assert_same_route(route(h, q, (0,), backend="triton"), route(h, q, (0,), backend="torch"))
+
+
+@pytest.mark.parametrize("T", [1, 3, 8, 100, 2048])
+def test_graph_router_equals_route(T):
+    """GraphRouter (a CUDA graph per size bucket, T padded) gives route()'s bits; the deferred check raises."""
+    from lite_llm.optimized.decode import GraphRouter, clone_route
+    from lite_llm.optimized.router import load_router, route
+    from lite_llm.spec.errors import NonFiniteError
+
+    cfg = hser_config(M=3, G=8, E=16, k=(1, 2, 2), d=512)
+    q = load_router(cfg, router_weights(cfg), 0, "cuda")
+    gr = GraphRouter(q, (0, 1, 2), 0)
+    for _ in range(2):
+        h = torch.randn((T, 512), device="cuda").to(torch.bfloat16)
+        assert_same_route(clone_route(gr.route(h)), route(h, q, (0, 1, 2), 0))
+    gr.check()
+    h[T // 2, 3] = float("inf")
+    gr.route(h)
+    with pytest.raises(NonFiniteError):
+        gr.check()
+    gr.check()                                                             # the flag was reset
+
+
+def tiny_cuda_model():
+    from lite_llm.optimized.model import load_model
+    from lite_llm.reference.weights import init_model_weights
+    from lite_llm.spec.configs import resolve_config
+
+    cfg = resolve_config("tiny")
+    return cfg, load_model(cfg, init_model_weights(cfg, 0), (0, 1, 2), "cuda")
+
+
+@pytest.mark.parametrize("T", [1, 5, 64])
+def test_graph_moe_equals_the_eager_block(T):
+    from lite_llm.optimized.decode import GraphMoE
+    from lite_llm.optimized.moe import moe_forward
+
+    cfg, m = tiny_cuda_model()
+    g = GraphMoE(m.moe[1], 7)
+    x = torch.randn((T, cfg.d_model), device="cuda")
+    out, r = g(x)
+    out_ref, r_ref = moe_forward(m.moe[1], x, 7)
+    assert_bits(out, out_ref, f"MoE block, T={T}")
+    assert_same_route(r, r_ref)
+    g.check()
+
+
+def test_cached_decoding_on_cuda_matches_the_uncached_forward():
+    """Decoder with graph-replayed MoE blocks: prefill = forward bits; steps within MODEL-4.3; same tokens."""
+    from lite_llm.optimized.decode import Decoder
+    from lite_llm.optimized.generate import generate
+    from lite_llm.optimized.model import forward
+
+    cfg, m = tiny_cuda_model()
+    seq = [5, 99, 3, 200, 17, 42]
+    dec = Decoder(m, 0, 32)
+    assert dec.graphs
+    logits = dec.forward(torch.tensor(seq, device="cuda"))
+    assert_bits(logits, forward(cfg, m, seq, (0, 1, 2), seed=0).logits, "prefill logits")
+    for nxt in (7, 8, 9):
+        seq.append(nxt)
+        step = dec.forward(torch.tensor([nxt], device="cuda"))[0]
+        ref = forward(cfg, m, seq, (0, 1, 2), seed=0).logits[-1]
+        assert float((step - ref).abs().max() / ref.abs().max()) <= 1e-4
+    assert generate(cfg, m, [3, 17, 250, 9], 8, (0, 1, 2), seed=0, device="cuda") == \
+        generate(cfg, m, [3, 17, 250, 9], 8, (0, 1, 2), seed=0, device="cuda", cache=False)

@@ -125,7 +125,7 @@ from lite_llm.spec.configs import resolve_config
 from lite_llm.reference.weights import init_model_weights
 from lite_llm.optimized.model import load_model
 from lite_llm.optimized.moe import moe_forward
-from lite_llm.optimized.router import route
+from lite_llm.optimized.router import load_router, route
 from lite_llm.optimized.decode import GraphMoE, GraphRouter
 cfg = resolve_config("tiny")
 m = load_model(cfg, init_model_weights(cfg, 0), (0, 1, 2), "cpu")
@@ -146,11 +146,25 @@ try:
     gr.check(); res["flag"] = False
 except Exception as e:
     res["flag"] = type(e).__name__ == "NonFiniteError"
+from lite_llm.spec.config import config_from_dict
+fc = config_from_dict({"spec_version": "0.1", "d_model": 64, "n_heads": 1,
+                       "tiers": [{"name": "t0", "groups": 1, "experts_per_group": 12, "d_ff": 16}],
+                       "router": {"k_tier": 1, "k_group": 1, "k_expert": 3, "hidden_limbs": 2, "weight_limbs": 2,
+                                  "seed": 0}})
+g = torch.Generator().manual_seed(0)
+fw = {"layers.0.tiers.t0.router_tier": torch.rand(64, generator=g) - 0.5,
+      "layers.0.tiers.t0.router_group": torch.rand(1, 64, generator=g) - 0.5,
+      "layers.0.tiers.t0.router_expert": torch.rand(1, 12, 64, generator=g) - 0.5}
+fq = load_router(fc, fw, 0, "cpu")
+fh = torch.randn(9, 64, generator=g).to(torch.bfloat16)
+res["flat"] = same(route(fh, fq, (0,), backend="triton").to_numpy(), route(fh, fq, (0,), backend="torch").to_numpy())
 print(json.dumps(res))
 """
 
 
 def test_padding_to_a_bucket_changes_no_bit_under_the_interpreter():
+    """GraphMoE / GraphRouter bodies on a padded bucket = the unpadded block and route(); the deferred
+    flag; and the flat configuration's two-launch route = the torch path (Triton interpreted)."""
     pytest.importorskip("triton")
     env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONWARNINGS": "ignore"}
     p = subprocess.run([sys.executable, "-c", PADDING_CHECK], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -158,4 +172,4 @@ def test_padding_to_a_bucket_changes_no_bit_under_the_interpreter():
     lines = [l for l in p.stdout.splitlines() if l.startswith("{")]
     assert lines, p.stderr[-3000:]
     res = json.loads(lines[-1])
-    assert res == {"out": True, "route": True, "router": True, "flag": True}, res
+    assert res == {"out": True, "route": True, "router": True, "flag": True, "flat": True}, res
