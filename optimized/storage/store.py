@@ -296,7 +296,9 @@ class StepHandle:
             self.store.metrics.wait_s += time.perf_counter() - t0
             self.ready[unit] = u
         if u.event is not None:
-            torch.cuda.current_stream(self.store.device).wait_event(u.event)
+            stream = torch.cuda.current_stream(self.store.device)
+            stream.wait_event(u.event)                 # the copy stream's H2D copy is complete
+            u.buf.record_stream(stream)                # not reused by the allocator while compute reads it
         return u
 
     def wait_all(self) -> None:
