@@ -10,6 +10,8 @@ import struct
 
 import torch
 
+from lite_llm.spec.errors import NonFiniteError
+
 
 def f32_from_bits(bits: int) -> float:
     """The binary32 value with these bits, as a Python float (exact)."""
@@ -32,6 +34,21 @@ def pow2(n: torch.Tensor) -> torch.Tensor:
 
 def canonical_exp(t: torch.Tensor) -> torch.Tensor:
     """exp(t) for binary32 t <= 0, elementwise (HSER-6.1, HSER-6.2); t < -87 gives +0.0.
+
+    An input outside the domain (a NaN, or t > 0, +inf included) is rejected with NonFiniteError,
+    E_NONFINITE (HSER-6.1). The check reads the tensor back to the host; callers that know their
+    inputs are in the domain (softmax, where t = z - max z) call :func:`canonical_exp_in_domain`.
+    """
+    bad = torch.isnan(t) | (t > 0)
+    if bool(bad.any()):
+        i = int(torch.nonzero(bad.reshape(-1))[0, 0])
+        raise NonFiniteError(f"canonical_exp is defined for t <= 0; element {i} is {float(t.reshape(-1)[i])!r}",
+                             clause="HSER-6.1")
+    return canonical_exp_in_domain(t)
+
+
+def canonical_exp_in_domain(t: torch.Tensor) -> torch.Tensor:
+    """canonical_exp without the domain check: every t must be <= 0 and not NaN.
 
       1. n = round_half_even(t * LOG2E)
       2. r = (t - n * LN2_HI) - n * LN2_LO

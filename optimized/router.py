@@ -266,11 +266,15 @@ def route_levels_torch(x: torch.Tensor, router: QuantizedRouter, cands: tuple[in
 def renormalise(p: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
     """r_j = p_j / tree_sum(p of the chosen, in rank order) over the last axis, binary32 (HSER-8.1).
 
-    Slots not chosen enter the tree as -0.0 (the identity) and come out as +0.0.
+    Slots not chosen enter the tree as -0.0 (the identity) and come out as +0.0. Chosen
+    probabilities that sum to zero (never in routing) give 1 / m each, m the number chosen.
     """
     pw = torch.where(chosen, p, torch.full_like(p, -0.0))
     total = tree_sum(pw)[..., None]
-    return torch.where(chosen, p / total, torch.zeros_like(p))
+    m = chosen.sum(dim=-1, keepdim=True).clamp(min=1).to(p.dtype)
+    zero = total == 0
+    r = torch.where(zero, 1.0 / m, p / torch.where(zero, torch.ones_like(total), total))
+    return torch.where(chosen, r, torch.zeros_like(p))
 
 
 def active_set(lv: LevelOutputs, cands: tuple[int, ...]) -> RouteResult:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from lite_llm.spec.errors import SeedError
+
 MASK64 = (1 << 64) - 1
 MIX_M1 = 0xBF58476D1CE4E5B9
 MIX_M2 = 0x94D049BB133111EB
@@ -44,7 +46,8 @@ def mix64(x: torch.Tensor) -> torch.Tensor:
 def level_word(level: int, tier: int = 0, group: int = 0) -> int:
     """word(l, t, g) = (l << 62) | (t << 32) | g (HSER-4.2): disjoint bit fields."""
     if level not in (1, 2, 3) or not 0 <= tier < 1 << 16 or not 0 <= group < 1 << 32:
-        raise ValueError(f"level word needs level in 1..3, tier < 2**16, group < 2**32; got {level}, {tier}, {group}")
+        raise SeedError(f"level word needs level in 1..3, tier < 2**16 and group < 2**32; got level {level}, "
+                        f"tier {tier}, group {group}", clause="HSER-4.2")
     return (level << 62) | (tier << 32) | group
 
 

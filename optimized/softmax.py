@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import torch
 
-from .cexp import EXP_FLUSH, canonical_exp
+from .cexp import EXP_FLUSH, canonical_exp_in_domain
 
 
 def tree_sum(v: torch.Tensor) -> torch.Tensor:
-    """Sum the last axis of binary32 v (..., n), n >= 1, by the canonical pairwise tree (HSER-6.5).
+    """Sum the last axis of binary32 v (..., n) by the canonical pairwise tree (HSER-6.5).
 
-    Pad to the next power of two with -0.0, then replace the sequence by the sums of adjacent pairs
-    (v0 + v1, v2 + v3, ...) until one value is left. Returns (...).
+    Pad to the next power of two P >= max(n, 1) with -0.0, then replace the sequence by the sums of
+    adjacent pairs (v0 + v1, v2 + v3, ...) until one value is left. Returns (...); the empty sum
+    (n = 0) is -0.0.
     """
     n = v.shape[-1]
-    p = 1 << (n - 1).bit_length()
+    p = 1 << (max(n, 1) - 1).bit_length()
     if p > n:
         v = torch.cat([v, torch.full((*v.shape[:-1], p - n), -0.0, dtype=v.dtype, device=v.device)], dim=-1)
     while v.shape[-1] > 1:
@@ -44,7 +45,7 @@ def softmax(z: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     d = z - m                                                                  # (B, n) binary64
     small = (d < EXP_FLUSH) | ~valid
     t = torch.where(small, torch.zeros_like(d), d).to(torch.float32)          # round to nearest even
-    e = torch.where(small, torch.zeros_like(t), canonical_exp(t))             # (B, n) binary32
+    e = torch.where(small, torch.zeros_like(t), canonical_exp_in_domain(t))   # (B, n) binary32
     e = torch.where(valid, e, torch.full_like(e, -0.0))                        # padding: the identity
     s = tree_sum(e)[:, None]                                                   # (B, 1)
     p = e / s

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from lite_llm.spec.errors import NonFiniteError
+
 F32 = np.float32
 EXP_FLUSH = F32(-87.0)                     # HSER-6.1: below this the result is +0.0
 LOG2E = F32(1.44269502162933349609375)      # binary32 nearest to log2(e), 0x3FB8AA3B
@@ -34,9 +36,15 @@ def canonical_exp(t: np.ndarray) -> np.ndarray:
       2. r = (t - n * LN2_HI) - n * LN2_LO          (Cody-Waite reduction; n * LN2_HI is exact)
       3. p = Horner(EXP_COEFFS, r): p = c7; p = p * r + c_k for k = 6 .. 0
       4. result = p * 2**n                           (exact: the result is a normal number)
-    and t < EXP_FLUSH gives +0.0. Inputs must be <= 0 and not NaN (callers guarantee it).
+    and t < EXP_FLUSH gives +0.0. An input outside the domain t <= 0 (a NaN, or t > 0, +inf
+    included) is rejected with NonFiniteError, E_NONFINITE (HSER-6.1).
     """
     t = np.asarray(t, dtype=F32)
+    bad = np.isnan(t) | (t > 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad.reshape(-1))[0])
+        raise NonFiniteError(f"canonical_exp is defined for t <= 0; element {i} is {t.reshape(-1)[i]!r}",
+                             clause="HSER-6.1")
     flush = t < EXP_FLUSH
     t = np.where(flush, F32(0.0), t)               # keep flushed lanes in range; their result is replaced
     n = np.rint(t * LOG2E)                          # step 1 (rint rounds half to even)

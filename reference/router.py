@@ -53,14 +53,19 @@ class RouteResult:
 def renormalise(p: np.ndarray, chosen: np.ndarray) -> np.ndarray:
     """p / tree_sum(p over the chosen entries of the last axis), binary32 (HSER-8.1).
 
-    Entries that are not chosen (padding) take part in the sum as -0.0 and come out as +0.0.
+    Entries that are not chosen (padding) take part in the sum as -0.0 and come out as +0.0. When
+    the chosen probabilities sum to zero (never in routing, where the best candidate has p > 0),
+    every chosen entry is 1 / m, m the number chosen: one chosen candidate gives exactly 1.
     """
     p = np.where(chosen, p, F32(-0.0)).astype(F32)
     if p.shape[-1] == 0 or p.size == 0:
         return p
     total = tree_sum(p)[..., None]
-    safe = np.where(chosen.any(axis=-1, keepdims=True), total, F32(1.0))
-    return np.where(chosen, p / safe, F32(0.0)).astype(F32)
+    m = np.sum(chosen, axis=-1, keepdims=True)
+    zero = total == 0
+    safe = np.where(zero | (m == 0), F32(1.0), total)
+    uniform = F32(1.0) / np.maximum(m, 1).astype(F32)                    # binary32 1 / m, correctly rounded
+    return np.where(chosen, np.where(zero, uniform, p / safe), F32(0.0)).astype(F32)
 
 
 def stack(mats: list[QuantizedMatrix]) -> QuantizedMatrix:

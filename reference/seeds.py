@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from lite_llm.spec.errors import SeedError
+
 MASK64 = (1 << 64) - 1
 MIX_M1 = 0xBF58476D1CE4E5B9
 MIX_M2 = 0x94D049BB133111EB
@@ -29,9 +31,12 @@ def level_word(level: int, tier: int = 0, group: int = 0) -> int:
     """Pack (level, tier, group) into disjoint bit fields of one word (HSER-4.2).
 
     bits 63..62: level (1, 2 or 3); 61..48: zero; 47..32: tier id; 31..0: group index.
-    Level 1 uses tier = group = 0; level 2 uses group = 0.
+    Level 1 uses tier = group = 0; level 2 uses group = 0. Any other level, a tier >= 2**16 or a
+    group >= 2**32 (or a negative one) is rejected with SeedError, E_SEED (HSER-4.2).
     """
-    assert level in (1, 2, 3) and 0 <= tier < 1 << 16 and 0 <= group < 1 << 32
+    if level not in (1, 2, 3) or not 0 <= tier < 1 << 16 or not 0 <= group < 1 << 32:
+        raise SeedError(f"level word needs level in 1..3, tier < 2**16 and group < 2**32; got level {level}, "
+                        f"tier {tier}, group {group}", clause="HSER-4.2")
     return (level << 62) | (tier << 32) | group
 
 

@@ -9,14 +9,15 @@ F32 = np.float32
 
 
 def tree_sum(v: np.ndarray) -> np.ndarray:
-    """Sum the last axis of binary32 v (..., n), n >= 1, by the canonical pairwise tree (HSER-6.5).
+    """Sum the last axis of binary32 v (..., n) by the canonical pairwise tree (HSER-6.5).
 
-    Pad to the next power of two P with -0.0 (the exact additive identity), then repeatedly
-    replace the sequence by the sums of adjacent pairs: (v0+v1, v2+v3, ...), until one value is left.
+    Pad to the next power of two P >= max(n, 1) with -0.0 (the exact additive identity), then
+    repeatedly replace the sequence by the sums of adjacent pairs: (v0+v1, v2+v3, ...), until one
+    value is left. The empty sum (n = 0) is -0.0.
     """
     v = np.asarray(v, dtype=F32)
     n = v.shape[-1]
-    p = 1 << (n - 1).bit_length()
+    p = 1 << (max(n, 1) - 1).bit_length()
     v = np.concatenate([v, np.full(v.shape[:-1] + (p - n,), F32(-0.0))], axis=-1)
     while v.shape[-1] > 1:
         v = v[..., 0::2] + v[..., 1::2]

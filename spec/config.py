@@ -7,6 +7,7 @@ and the semantic limits JSON Schema cannot express, raising :class:`ConfigError`
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 from importlib import resources
@@ -113,12 +114,15 @@ def config_validator():
     return cls(config_schema())
 
 
-def parse_seed(value) -> int:
-    """A seed as an int in [0, 2**64) (HSER-4.1), else SeedError.
+def parse_seed(value, *, decimal: bool = False) -> int:
+    """A seed as an int in [0, 2**64) (HSER-4.1), else SeedError (E_SEED).
 
-    Accepts Python and NumPy integers, and (for command lines) decimal or 0x-hexadecimal strings.
-    The JSON form of a configuration is stricter; its schema allows an integer below 2**53 or a
-    '0x' string of 1 to 16 hex digits.
+    Accepted: Python and NumPy integers (not booleans) in range, whatever their size, so a JSON
+    integer in [2**53, 2**64) that the request's parser read exactly is accepted; and a string ``0x``
+    (lower-case x) followed by 1 to 16 hexadecimal digits (either case), nothing else: no sign,
+    space, underscore, ``0X`` prefix or decimal digits. ``None`` is not a seed (callers treat a
+    missing or null seed as absent before calling). ``decimal=True`` also accepts a string of 1 or
+    more ASCII decimal digits: the command-line form, which is not a JSON form.
     """
     import numbers
 
@@ -127,13 +131,20 @@ def parse_seed(value) -> int:
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         value = int(value)
     if isinstance(value, str):
-        try:
-            value = int(value, 16) if value.lower().startswith("0x") else int(value)
-        except ValueError:
-            raise SeedError(f"seed {value!r} is not an integer or 0x-prefixed hex string") from None
+        if _HEX_SEED.fullmatch(value):
+            value = int(value[2:], 16)
+        elif decimal and _DECIMAL_SEED.fullmatch(value):
+            value = int(value)
+        else:
+            raise SeedError(f"seed {value!r} is not 0x followed by 1 to 16 hex digits"
+                            f"{' or a decimal integer' if decimal else ''}")
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 64:
         raise SeedError(f"seed {value!r} is not an integer in [0, 2**64)")
     return value
+
+
+_HEX_SEED = re.compile(r"0x[0-9a-fA-F]{1,16}")      # HSER-4.1: the only string form of a seed in JSON
+_DECIMAL_SEED = re.compile(r"[0-9]+")                # command lines only (parse_seed(..., decimal=True))
 
 
 def seed_to_json(seed: int):

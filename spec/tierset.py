@@ -1,6 +1,7 @@
 """TierSets and their modes (spec chapter TIER-2, TIER-3)."""
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from .config import ModelConfig
@@ -39,8 +40,17 @@ def all_tiers(cfg: ModelConfig) -> tuple[int, ...]:
 
 
 def parse_tier_set(cfg: ModelConfig, text: str) -> tuple[int, ...]:
-    """Parse the CLI/harness form: ``all``, ``exclusive:NAME``, ``cumulative:NAME`` or ``a,b,c``."""
-    text = text.strip()
+    """Parse the string form of a TierSet (TIER-3.5): ``all``, ``exclusive:TIER``, ``cumulative:TIER``
+    or a comma-separated list ``a,b,c`` of tiers, each a name or a decimal id.
+
+    Spaces (U+0020 only) around the whole string, around the mode's argument and around each list
+    item are ignored. A string that is empty after that is the empty TierSet (E_EMPTY_TIERSET); an
+    empty item (``1,,2``, ``1,2,``, ``,1``) or an empty mode argument names no tier
+    (E_UNKNOWN_TIER). An item of ASCII digits is an id, anything else a name.
+    """
+    if not isinstance(text, str):
+        raise UnknownTierError(f"a TierSet string form must be a string, got {text!r}")
+    text = text.strip(" ")
     if text == "all":
         return all_tiers(cfg)
     mode, sep, arg = text.partition(":")
@@ -48,9 +58,16 @@ def parse_tier_set(cfg: ModelConfig, text: str) -> tuple[int, ...]:
         return exclusive(cfg, _name_or_id(arg))
     if sep and mode == "cumulative":
         return cumulative(cfg, _name_or_id(arg))
-    return tier_set(cfg, [_name_or_id(p) for p in text.split(",") if p.strip()])
+    if text == "":
+        return tier_set(cfg, [])
+    return tier_set(cfg, [_name_or_id(p) for p in text.split(",")])
 
 
 def _name_or_id(s: str) -> str | int:
-    s = s.strip()
-    return int(s) if s.isdigit() else s
+    s = s.strip(" ")
+    if s == "":
+        raise UnknownTierError("an empty item of a TierSet names no tier")
+    return int(s) if _DIGITS.fullmatch(s) else s
+
+
+_DIGITS = re.compile(r"[0-9]+")
