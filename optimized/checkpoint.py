@@ -31,6 +31,8 @@ from lite_llm.spec.tierset import tier_set as resolve_tier_set
 MANIFEST = "manifest.json"
 SCHEMA_VERSION = 1                    # CKPT-3.2: the manifest version this reader implements
 MAX_HEADER = 100_000_000              # CKPT-2.3: the safetensors header limit
+ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+            "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}   # the dtypes safetensors defines
 
 
 def byte_order(names) -> list[str]:
@@ -107,8 +109,12 @@ def check_manifest_agrees(raw: dict, cfg: ModelConfig, mpath: Path) -> None:
         raise mismatch(f"two entries name the same file: {sorted(f for f in set(files) if files.count(f) > 1)}")
 
 
-def check_header(path: Path, size: int) -> dict[str, tuple[tuple[int, ...], int, int]]:
-    """Parse and check a safetensors header (CKPT-2.1, CKPT-2.3): name -> (shape, begin, end)."""
+def check_header(path: Path, size: int) -> dict[str, tuple[tuple[int, ...], int, int, str]]:
+    """Parse and check a safetensors header (CKPT-2.1, CKPT-2.3): name -> (shape, begin, end, dtype).
+
+    Any dtype safetensors defines is well formed here; that it is F32, as the manifest says, is
+    check 5 of CKPT-5.4 (E_CKPT_MISMATCH, in :func:`open_shard`).
+    """
     with open(path, "rb") as f:
         head = f.read(8)
         if len(head) < 8:
@@ -136,15 +142,16 @@ def check_header(path: Path, size: int) -> dict[str, tuple[tuple[int, ...], int,
               and all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in e["data_offsets"]))
         if not ok:
             raise CheckpointHeaderError(f"entry {name!r} is not {{dtype, shape, data_offsets}}", path=path)
-        if e["dtype"] != "F32":
-            raise CheckpointHeaderError(f"tensor {name!r} has dtype {e['dtype']}, only F32 is allowed", path=path)
+        if e["dtype"] not in ITEMSIZE:
+            raise CheckpointHeaderError(f"tensor {name!r} has dtype {e['dtype']!r}, which safetensors does not define",
+                                        path=path)
         b, end = e["data_offsets"]
-        if end - b != 4 * math.prod(e["shape"]):
-            raise CheckpointHeaderError(f"tensor {name!r}: {end - b} bytes for shape {e['shape']}", path=path)
-        out[name] = (tuple(e["shape"]), b, end)
+        if end - b != ITEMSIZE[e["dtype"]] * math.prod(e["shape"]):
+            raise CheckpointHeaderError(f"tensor {name!r}: {end - b} bytes for {e['dtype']} {e['shape']}", path=path)
+        out[name] = (tuple(e["shape"]), b, end, e["dtype"])
     data = size - 8 - n
     pos = 0
-    for name, (_, b, end) in sorted(out.items(), key=lambda kv: (kv[1][1], kv[1][2])):
+    for name, (_, b, end, _) in sorted(out.items(), key=lambda kv: (kv[1][1], kv[1][2])):
         if b != pos:
             raise CheckpointHeaderError(f"tensor {name!r} starts at {b}, expected {pos} (gap or overlap)", path=path)
         pos = end
@@ -175,11 +182,15 @@ def open_shard(directory: Path, entry: dict, verify: bool) -> Path:
                                       path=path)
     header = check_header(path, size)
     listed = {t["name"]: tuple(t["shape"]) for t in entry["tensors"]}
+    dtypes = {t["name"]: t["dtype"] for t in entry["tensors"]}
     for name in byte_order(set(listed) | set(header)):
         if name not in header:
             raise CheckpointMismatchError(f"tensor {name} is listed in the manifest but not in the shard", path=path)
         if name not in listed:
             raise CheckpointMismatchError(f"tensor {name} is in the shard but not in the manifest", path=path)
+        if header[name][3] != dtypes[name]:
+            raise CheckpointMismatchError(f"tensor {name} has dtype {header[name][3]}, the manifest says "
+                                          f"{dtypes[name]}", path=path)
         if header[name][0] != listed[name]:
             raise CheckpointMismatchError(f"tensor {name} has shape {list(header[name][0])}, the manifest says "
                                           f"{list(listed[name])}", path=path)
