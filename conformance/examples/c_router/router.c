@@ -122,7 +122,7 @@ static uint64_t tie_key(uint64_t lseed, uint64_t j) { return mix64(lseed ^ j); }
 static int parse_seed(const jval *v, uint64_t *out) {
     if (v && v->t == J_NUM && v->is_int && !v->neg && !v->int_overflow) { *out = v->mag; return 0; }
     if (v && v->t == J_NUM && v->is_int && v->neg && !v->int_overflow && v->mag == 0) { *out = 0; return 0; }
-    if (v && v->t == J_STR && v->s[0] == '0' && (v->s[1] == 'x' || v->s[1] == 'X')) {
+    if (v && v->t == J_STR && v->s[0] == '0' && v->s[1] == 'x') {             /* lower-case x only */
         size_t n = strlen(v->s + 2);
         uint64_t x = 0;
         int ok = n >= 1 && n <= 16;
@@ -230,10 +230,10 @@ static long long top_k(const double *z, const uint64_t *keys, long long n, long 
     return m;
 }
 
-/* r_j = p_j / tree_sum(p) over the chosen (HSER-8.1) */
+/* r_j = p_j / tree_sum(p) over the chosen (HSER-8.1); a zero sum gives 1 / m each */
 static void renormalise(const float *p, long long m, float *r) {
     float s = tree_sum(p, m);
-    for (long long j = 0; j < m; j++) r[j] = p[j] / s;
+    for (long long j = 0; j < m; j++) r[j] = s == 0.0f ? 1.0f / (float)m : p[j] / s;
 }
 
 /* ================================================================================================
@@ -415,6 +415,7 @@ static int resolve_tierset(const config *cfg, const jval *spec, long long *ids, 
         const char *part = p;
         size_t plen = (size_t)(q - p);
         trim(&part, &plen);
+        if (!plen && n) return reject("E_UNKNOWN_TIER", "an empty item of a TierSet names no tier");   /* TIER-3.5 */
         if (plen) items[m++] = str_value(part, plen);
         p = q + 1;
     }
@@ -493,7 +494,7 @@ static int op_route(const jval *msg) {
     /* checks in the order of HSER-10.3: seed, TierSet, hidden shape, type, finiteness */
     uint64_t seed = cfg.seed;                                  /* HSER-4.1: the config's seed by default */
     jval *given = jget(params, "seed");
-    if (given && parse_seed(given, &seed)) return -1;
+    if (given && given->t != J_NULL && parse_seed(given, &seed)) return -1;      /* null: absent */
     long long *cands = arena_alloc((size_t)(M + 1) * sizeof *cands), n1;
     jval *ts = jget(params, "tierset");
     if (ts && ts->t == J_ARR && ts->n > (size_t)M) cands = arena_alloc((ts->n + 1) * sizeof *cands);
@@ -664,6 +665,12 @@ static int op_level_seed(const jval *msg) {
     tensor s, l, t, g;
     if (need(msg, "seed", &s) || need(msg, "level", &l) || need(msg, "tier", &t) || need(msg, "group", &g)) return -1;
     uint64_t *y = arena_alloc((size_t)(s.n + 1) * 8);
+    for (long long i = 0; i < s.n; i++) {                       /* HSER-4.2: the word's fields */
+        uint64_t lv = ((uint64_t *)l.data)[i], tv = ((uint64_t *)t.data)[i], gv = ((uint64_t *)g.data)[i];
+        if (lv < 1 || lv > 3 || tv >= (1ULL << 16) || gv >= (1ULL << 32))
+            return reject("E_SEED", "no level word for level %llu, tier %llu, group %llu", (unsigned long long)lv,
+                          (unsigned long long)tv, (unsigned long long)gv);
+    }
     for (long long i = 0; i < s.n; i++)
         y[i] = level_seed(((uint64_t *)s.data)[i], ((uint64_t *)l.data)[i], ((uint64_t *)t.data)[i], ((uint64_t *)g.data)[i]);
     return write_output(jget(msg, "outputs"), "level_seed", y, (size_t)s.n * 8) ? -2 : 0;
@@ -683,6 +690,10 @@ static int op_canonical_exp(const jval *msg) {
     tensor t;
     if (need(msg, "t", &t)) return -1;
     float *y = arena_alloc((size_t)(t.n + 1) * 4);
+    for (long long i = 0; i < t.n; i++) {                       /* HSER-6.1: the domain is t <= 0 */
+        float v = ((const float *)t.data)[i];
+        if (v != v || v > 0.0f) return reject("E_NONFINITE", "canonical_exp of element %lld: outside t <= 0", i);
+    }
     for (long long i = 0; i < t.n; i++) y[i] = canonical_exp(((const float *)t.data)[i]);
     return write_output(jget(msg, "outputs"), "y", y, (size_t)t.n * 4) ? -2 : 0;
 }

@@ -37,7 +37,7 @@ pub fn canonical_exp(t: f32) -> f32 {
 
 /// HSER-6.5: pad to the next power of two with -0.0, then sum adjacent pairs until one is left.
 pub fn tree_sum(v: &[f32]) -> f32 {
-    assert!(!v.is_empty(), "tree_sum of an empty sequence");
+    // n = 0: padded to one -0.0, the empty sum (HSER-6.5)
     let mut buf: Vec<f32> = v.to_vec();
     buf.resize(v.len().next_power_of_two(), -0.0);
     while buf.len() > 1 {
@@ -68,9 +68,11 @@ pub fn softmax(z: &[f64]) -> Vec<f32> {
 }
 
 /// HSER-8.1: r_j = p_j / tree_sum(p of the chosen candidates, in rank order).
+/// When the chosen p sum to zero, each r_j is binary32(1 / m).
 pub fn renormalise(p: &[f32]) -> Vec<f32> {
     let s = tree_sum(p);
-    p.iter().map(|&pj| pj / s).collect()
+    let m = p.len() as f32;
+    p.iter().map(|&pj| if s == 0.0 { 1.0 / m } else { pj / s }).collect()
 }
 
 #[cfg(test)]

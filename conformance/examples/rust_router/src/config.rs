@@ -40,7 +40,8 @@ fn int(m: &[(String, Value)], key: &str, lo: i128, hi: i128, default: Option<i12
     let field = format!("{at}{key}");
     match m.iter().find(|(k, _)| k == key) {
         None => default.ok_or_else(|| bad(&field, "required")),
-        Some((_, v)) => match v.as_integer() {
+        // TIER-1.1: a JSON integer literal, not 16.0 or 1e1 (which JSON Schema would count as integers)
+        Some((_, v)) => match v.as_int_literal() {
             Some(i) if i >= lo && i <= hi => Ok(i),
             Some(i) => Err(bad(&field, &format!("{i} is outside [{lo}, {hi}]"))),
             None => Err(bad(&field, "must be an integer")),
@@ -169,7 +170,7 @@ fn by_name(cfg: &Config, s: &str) -> Item {
 
 /// A comma-list element: a tier name, or a decimal tier id.
 fn by_name_or_id(cfg: &Config, s: &str) -> Item {
-    let s = s.trim();
+    let s = s.trim_matches(' '); // TIER-3.5: spaces (U+0020) only
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
         return match s.parse::<usize>() {
             Ok(i) if i < cfg.tiers.len() => Item::Tier(i),
@@ -197,7 +198,7 @@ pub fn resolve_tierset(cfg: &Config, spec: Option<&Value>) -> Result<Vec<usize>,
             })
             .collect(),
         Some(Value::Str(s)) => {
-            let s = s.trim();
+            let s = s.trim_matches(' ');
             if s == "all" {
                 (0..cfg.tiers.len()).map(Item::Tier).collect()
             } else if let Some(name) = s.strip_prefix("exclusive:") {

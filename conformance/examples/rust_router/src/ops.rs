@@ -9,7 +9,7 @@ use crate::npy::Tensor;
 use crate::quantize::{exact_dot, logit, quantize_rows};
 use crate::router::{route, top_k};
 use crate::seeds::{level_seed, mix64, tie_key};
-use crate::Failure;
+use crate::{Failure, Reject};
 
 pub type Outputs = Vec<(String, Tensor)>;
 
@@ -106,6 +106,11 @@ pub fn run(op: &str, req: &Request) -> Result<Outputs, Failure> {
         "level_seed" => {
             let s = req.input("seed")?.u64s();
             let (l, t, g) = (req.input("level")?.u64s(), req.input("tier")?.u64s(), req.input("group")?.u64s());
+            // HSER-4.2: a level outside 1..3, a tier >= 2**16 or a group >= 2**32 has no word
+            if let Some(i) = (0..s.len()).find(|&i| !(1..=3).contains(&l[i]) || t[i] >= 1 << 16 || g[i] >= 1 << 32) {
+                let msg = format!("no level word for level {}, tier {}, group {}", l[i], t[i], g[i]);
+                return Err(Reject::new("E_SEED", msg).into());
+            }
             let y: Vec<u64> = (0..s.len()).map(|i| level_seed(s[i], l[i], t[i], g[i])).collect();
             Ok(vec![out("level_seed", Tensor::from_u64(vec![y.len()], &y))])
         }
@@ -117,13 +122,17 @@ pub fn run(op: &str, req: &Request) -> Result<Outputs, Failure> {
         }
         "canonical_exp" => {
             let t = req.input("t")?;
+            // HSER-6.1: the domain is t <= 0; a NaN or t > 0 is E_NONFINITE
+            if let Some((i, v)) = t.f32s().into_iter().enumerate().find(|(_, v)| v.is_nan() || *v > 0.0) {
+                return Err(Reject::new("E_NONFINITE", format!("canonical_exp of element {i} = {v}: outside t <= 0")).into());
+            }
             let y: Vec<f32> = t.f32s().into_iter().map(canonical_exp).collect();
             Ok(vec![out("y", Tensor::from_f32(t.shape.clone(), &y))])
         }
         "tree_sum" => {
             let v = req.input("v")?;
             let (b, n) = dims2(v);
-            let s: Vec<f32> = v.f32s().chunks_exact(n.max(1)).map(tree_sum).collect();
+            let s: Vec<f32> = if n == 0 { vec![-0.0; b] } else { v.f32s().chunks_exact(n).map(tree_sum).collect() };
             Ok(vec![out("sum", Tensor::from_f32(vec![b], &s))])
         }
         "softmax" | "renormalise" => {
