@@ -205,6 +205,29 @@ def load_error_cases() -> list[CaseSpec]:
         replace_shard(d, "dense", with_header(data, edit(header_of(data))))
         err(name, f"The dense shard's header {why}; the manifest records the shard's true hash and size.",
             ["CKPT-2.3", "CKPT-5.4"], d, "E_CKPT_HEADER")
+    d = fresh("header-i32")
+    data = shard(d, "dense").read_bytes()
+    h = header_of(data)
+    first = sorted(k for k in h if k != "__metadata__")[0]
+    h[first] = {**h[first], "dtype": "I32"}
+    replace_shard(d, "dense", with_header(data, h))
+    err("header-dtype-same-size", f"The dense shard's header declares {first} as I32: a well-formed safetensors "
+        "header (I32 has F32's element size, so the offsets fit) that disagrees with the manifest's F32; the manifest "
+        "records the shard's true hash and size.", ["CKPT-5.4", "CKPT-2.3", "CKPT-1.3"], d, "E_CKPT_MISMATCH")
+    d = fresh("extra-tensor")
+    data = shard(d, "tier_a").read_bytes()
+    h = header_of(data)
+    end = max(v["data_offsets"][1] for k, v in h.items() if k != "__metadata__")
+    h["zz.extra"] = {"dtype": "F32", "shape": [2], "data_offsets": [end, end + 8]}
+    replace_shard(d, "tier_a", with_header(data, h) + struct.pack("<2f", 1.0, 2.0))
+    err("shard-extra-tensor", "Tier 0's shard holds one tensor more than its manifest entry lists (a well-formed "
+        "header and data; hash and size recorded).", ["CKPT-5.4", "CKPT-1.2"], d, "E_CKPT_MISMATCH")
+    d = fresh("trailing-bytes")
+    data = shard(d, "tier_c").read_bytes()
+    replace_shard(d, "tier_c", data + b"\0" * 8)
+    err("bytes-after-last-tensor", "Eight zero bytes follow the last tensor of tier 2's shard; the manifest records "
+        "the shard's true hash and size, so only the header check (CKPT-2.3) can refuse it.", ["CKPT-2.3", "CKPT-5.4"],
+        d, "E_CKPT_HEADER")
     d = fresh("header-huge")
     data = shard(d, "tier_c").read_bytes()
     replace_shard(d, "tier_c", struct.pack("<Q", 100_000_001) + data[8:])

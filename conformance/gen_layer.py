@@ -13,7 +13,7 @@ import numpy as np
 from lite_llm.spec.config import config_from_dict, seed_to_json
 
 from .case import Tolerance
-from .draw import gauss
+from .draw import gauss, uniform
 from .generate import CaseSpec
 
 F32 = np.float32
@@ -103,6 +103,39 @@ def valid_cases() -> list[CaseSpec]:
     return out
 
 
+def combine_exact_case() -> CaseSpec:
+    """A layer whose expert outputs every conforming implementation computes exactly, so that ``out``
+    is compared bit for bit and checks the combine of MODEL-3.3 itself.
+
+    Inputs and the gate and up matrices are small integers (every product and partial sum an integer
+    below 2**24, exact in any order, even in TF32); W_gate x >= 48, so silu(z) = z exactly in binary32
+    and binary64 (1 + exp(-48) rounds to 1); d_ff = 1, so each output feature of an expert is one
+    product h * W_down[i], and W_down holds powers of two from 2**-40 to 2**40. K = 5 (not a power of
+    two) active experts per token: the five products span up to 80 binades, so any other order of the
+    sum (left to right, by magnitude, pairing the padding differently) changes bits.
+    """
+    cfg = model_config(tiers=((1, 7, 1),), k=(1, 1, 5), layers=1)
+    w = layer_weights(cfg, 0, (0,))
+    p = "layers.0.tiers.tier_0"
+    u = [uniform(f"layer.combine.{k}", shape) for k, shape in (("gate", (1, 7, 1, 16)), ("up", (1, 7, 1, 16)),
+                                                                 ("down", (1, 7, 16, 1)), ("x", (12, 16)))]
+    w[f"{p}.w_gate"] = (F32(3.5) + F32(0.5) * np.sign(u[0])).astype(F32)                    # 3 or 4
+    w[f"{p}.w_up"] = np.rint(u[1] * F32(3.49)).astype(F32)                                   # -3 .. 3
+    w[f"{p}.w_down"] = (np.sign(u[2]) * np.ldexp(F32(1), np.rint(u[2] * 40).astype(np.int32))).astype(F32)
+    x = (np.rint(np.abs(u[3]) * F32(7)) + F32(1)).astype(F32)                                 # 1 .. 8
+
+    def check(o):
+        assert (o["route.count"] == 5).all(), "every token should have five active experts"
+    return CaseSpec("layer/combine-exact-k5",
+                    "K = 5 active experts per token (one tier of 7 experts, k = (1, 1, 5)) whose outputs are exact "
+                    "by construction (integer inputs and gate/up weights, silu saturated at z >= 48, d_ff = 1, "
+                    "W_down powers of two from 2**-40 to 2**40): the products gate * y span up to 80 binades, and "
+                    "`out` is compared bit for bit. The tree sum of MODEL-3.3 over the five slots padded to eight "
+                    "with -0.0 is the only conforming order; summing left to right gives other bits.",
+                    ["MODEL-3.3", "MODEL-3.4", "MODEL-4.1", "HSER-6.5", "OVW-2.2"], "moe_layer",
+                    {"layer": 0, "tierset": [0], "seed": 0}, {"x": x, **w}, config=cfg, check=check)
+
+
 def error_cases() -> list[CaseSpec]:
     cfg = model_config(tiers=((2, 2, 4),), k=(1, 1, 1), d=8, layers=1)
     w = layer_weights(cfg, 0, (0,))
@@ -146,4 +179,4 @@ def error_cases() -> list[CaseSpec]:
 
 
 def cases() -> list[CaseSpec]:
-    return valid_cases() + error_cases()
+    return valid_cases() + [combine_exact_case()] + error_cases()

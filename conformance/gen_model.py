@@ -120,10 +120,27 @@ def forward_cases() -> list[CaseSpec]:
     one = model_config(tiers=MODEL_TIERS, k=(1, 1, 1), limbs=(1, 2))
     out.append(forward_case("forward-hidden-limbs-1", "One hidden limb (8-bit router inputs): the margin bound is "
                             f"{required_margin(1):.3g}.", ["HSER-2.3", "MODEL-4.5"], one, model_weights(one), (5,)))
+    out.append(norm_eps_case())
     small = model_config(tiers=((1, 2, 2), (2, 1, 2)), k=(1, 1, 1), d=8, layers=1, vocab=8)
     out.append(forward_case("forward-empty", "Zero tokens: logits (0, V) and empty routing records.", ["MODEL-1.1"],
                             small, model_weights(small), (0,)))
     return out
+
+
+def norm_eps_case() -> CaseSpec:
+    """Embedding rows scaled so that the first RMSNorm's mean square is 0.25, 1, 4 or 16 times
+    norm_eps: there sqrt(ms + eps) and, say, sqrt(ms) + eps or sqrt(max(ms, eps)) differ by up to
+    40%, where on ordinary rows (ms ~ 1) they agree to 1e-5 and pass the tolerance."""
+    cfg = model_config(tiers=MODEL_TIERS, k=(2, 2, 1), layers=1)
+    w = model_weights(cfg)
+    e = w["embed"].astype(np.float64)
+    ms = np.mean(e * e, axis=1, keepdims=True)
+    ratio = np.array([0.25, 1.0, 4.0, 16.0])[np.arange(e.shape[0]) % 4][:, None]
+    w["embed"] = (e * np.sqrt(ratio * cfg["norm_eps"] / ms)).astype(np.float32)
+    return forward_case("forward-norm-eps", "Every embedding row is scaled so that its mean square is 0.25, 1, 4 or 16 "
+                        "times norm_eps = 1e-5: the first RMSNorm of each token divides by sqrt(ms + eps) with eps "
+                        "mattering as much as the data (eps outside the square root, or max(ms, eps), gives values "
+                        "up to 40% off).", ["MODEL-2.2"], cfg, w, (8,))
 
 
 def generate_cases() -> list[CaseSpec]:

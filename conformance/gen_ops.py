@@ -143,6 +143,14 @@ def seed_cases() -> list[CaseSpec]:
         ["HSER-4.2", "HSER-4.4"], "level_seed", {}, dict(zip(("seed", "level", "tier", "group"), cols)),
         check=lambda o: _assert(all(len(set(o["level_seed"][i:i + 10].tolist())) == 10 for i in range(0, len(rows), 10)),
                                 "level seeds of one seed collide")))
+    for name, row, why in (("level-0", (5, 0, 0, 0), "level 0"), ("level-4", (5, 4, 1, 1), "level 4"),
+                           ("tier-2pow16", (5, 3, 1 << 16, 0), "tier 2**16 (the tier field is 16 bits)"),
+                           ("group-2pow32", (5, 3, 1, 1 << 32), "group 2**32 (the group field is 32 bits)")):
+        cols = {k: np.array([ok, bad], U64) for k, ok, bad in zip(("seed", "level", "tier", "group"), (5, 1, 0, 0), row)}
+        out.append(CaseSpec(f"routing/op/level-seed-error-{name}",
+                            f"A level seed asked for {why} (row 1; row 0 is valid): the level word does not exist, "
+                            "and the operation is rejected with E_SEED.", ["HSER-4.2", "HSER-10.1"], "level_seed", {},
+                            cols, error="E_SEED"))
     ls = np.array([0, 1, (1 << 64) - 1, 0x0123456789ABCDEF], U64)
     out.append(CaseSpec("routing/op/tie-keys", "Tie keys mix64(s_l ^ j) of candidates j = 0..40 under four level "
                         "seeds (as unsigned 64-bit words; keys with the top bit set are large).",
@@ -170,6 +178,19 @@ def cexp_cases() -> list[CaseSpec]:
                     "halfway between integers (round_half_even picks n).",
                     ["HSER-6.1", "HSER-6.2", "HSER-6.3", "HSER-6.4", "OVW-2.2", "OVW-2.3"], "canonical_exp", {},
                     {"t": np.concatenate([np.array(special, F32), np.array(halfway, F32)])})]
+    for name, t, why in (("nan", np.nan, "a NaN"), ("positive", 2.0 ** -149, "the smallest positive subnormal"),
+                         ("one", 1.0, "t = 1"), ("posinf", np.inf, "+inf")):
+        out.append(CaseSpec(f"routing/op/canonical-exp-error-{name}",
+                            f"canonical_exp of {why} (element 2; the others are in the domain): outside t <= 0, "
+                            "rejected with E_NONFINITE.", ["HSER-6.1", "HSER-10.1"], "canonical_exp", {},
+                            {"t": np.array([-1.0, -0.0, t, -2.0], F32)}, error="E_NONFINITE"))
+    pts = constant_sensitive_points()
+    out.append(CaseSpec("routing/op/canonical-exp-constants",
+                        f"canonical_exp on {len(pts)} inputs found by a search with the reference arithmetic: for each "
+                        "constant of HSER-6.3 moved one ulp up or down, inputs whose result changes, so an "
+                        "implementation with one constant off in its last bit fails here (C7 excepted: no binary32 "
+                        "input in [-87, 0] tells C7 +- 1 ulp apart, found by exhaustive search).",
+                        ["HSER-6.2", "HSER-6.3"], "canonical_exp", {}, {"t": pts}))
     u = uniform("op.cexp.sweep", (3072,))
     sweep = (np.abs(u) * F32(-87.0)).astype(F32)                        # uniform in (-87, 0]
     logs = -(F32(2.0) ** (uniform("op.cexp.log", (512,)) * F32(20) - F32(14))).astype(F32)   # 2**-34 .. 2**6
@@ -180,6 +201,61 @@ def cexp_cases() -> list[CaseSpec]:
                         ["HSER-6.2", "HSER-6.3", "HSER-6.7", "OVW-2.2"], "canonical_exp", {},
                         {"t": np.concatenate([sweep, logs.astype(F32)])}))
     return out
+
+
+EXP_CONSTANT_NAMES = ("LOG2E", "LN2_HI", "LN2_LO", "C7", "C6", "C5", "C4", "C3", "C2", "C1", "C0")
+
+
+def cexp_with(constants) -> callable:
+    """HSER-6.2 with the given 11 constants (LOG2E, LN2_HI, LN2_LO, C7 .. C0), vectorised: for the search."""
+    log2e, hi, lo, *coeffs = (F32(c) for c in constants)
+
+    def f(t: np.ndarray) -> np.ndarray:
+        t = np.asarray(t, F32)
+        n = np.rint(t * log2e)
+        r = (t - n * hi) - n * lo
+        p = np.full_like(t, coeffs[0])
+        for c in coeffs[1:]:
+            p = p * r + c
+        return np.where(t < F32(-87), F32(0), np.ldexp(p, n.astype(np.int32))).astype(F32)
+    return f
+
+
+def exp_constants() -> list:
+    from lite_llm.reference.cexp import EXP_COEFFS, LN2_HI, LN2_LO
+
+    return [LOG2E, LN2_HI, LN2_LO, *EXP_COEFFS]
+
+
+def one_ulp(c, up: bool):
+    return np.nextafter(F32(c), F32(np.inf) if up else F32(-np.inf))
+
+
+# Inputs found by searching, with the reference arithmetic of HSER-6.2, the 257 binary32 neighbours
+# of every t where t * LOG2E is halfway between integers (|r| is largest there, so a moved constant
+# shows most), keeping for each constant moved one ulp up and one ulp down the first two inputs whose
+# result changes. C7 is absent: an exhaustive run over all 1.1e9 binary32 t in [-87, 0] found no
+# input where C7 +- 1 ulp changes a result (its last bit is rounded away at every Horner step).
+EXP_SENSITIVE_BITS = (
+    0xBEB07218, 0xBEB07219, 0xBEB0721A, 0xBEB0721B, 0xBEB0721C, 0xBEB0722D, 0xBEB07231, 0xBEB07237, 0xBEB0724F,
+    0xBEB072F9, 0xBEB074D7, 0xBEB077F3, 0xBEB0731E, 0xBEB0798F, 0xBEB0B98E, 0xBEB0FF77, 0xBEB12477, 0xBEB17219,
+    0xBEB1721A, 0xBEB1721B, 0xC0BBB687, 0xC0BC67FB, 0xC0D1E4CA, 0xC0D2963E, 0xC120CF67, 0xC136FDAA, 0xC1824FC9,
+    0xC19E099D, 0xC1EC7155, 0xC1EC7160, 0xC2075B63, 0xC2075B67)
+UNOBSERVABLE_CONSTANTS = ("C7",)
+
+
+def constant_sensitive_points() -> np.ndarray:
+    """The inputs of EXP_SENSITIVE_BITS, after checking that moving any constant of HSER-6.3 except
+    C7 by one ulp, up or down, changes canonical_exp's bits on at least one of them."""
+    t = np.array(sorted(EXP_SENSITIVE_BITS), np.uint32).view(F32)
+    base = cexp_with(exp_constants())(t).view(np.uint32)
+    for i, name in enumerate(EXP_CONSTANT_NAMES):
+        for up in (True, False):
+            consts = exp_constants()
+            consts[i] = one_ulp(consts[i], up)
+            changed = bool((cexp_with(consts)(t).view(np.uint32) != base).any())
+            assert changed == (name not in UNOBSERVABLE_CONSTANTS), f"{name} {'+' if up else '-'}1 ulp: {changed}"
+    return t
 
 
 def tree_sum_cases() -> list[CaseSpec]:
@@ -194,6 +270,9 @@ def tree_sum_cases() -> list[CaseSpec]:
                             "pairs; includes an all -0.0 row (the sum is -0.0: +0.0 padding gives +0.0 when n is not "
                             "a power of two), tiny values and the order-sensitive row 2**24, 1, 1, ...",
                             ["HSER-6.5"], "tree_sum", {}, {"v": v}))
+    out.append(CaseSpec("routing/op/tree-sum-n0", "tree_sum of three rows of length 0: the empty sum is -0.0 (pad to "
+                        "P = 1 with the identity -0.0), not +0.0 and not an error.", ["HSER-6.5"], "tree_sum", {},
+                        {"v": np.zeros((3, 0), F32)}))
     v = np.array([[-0.0, -0.0, -0.0], [-0.0, 0.0, -0.0], [1.0, -1.0, -0.0], [FLT_MAX, FLT_MAX, -FLT_MAX],
                   [1.0, 2.0 ** -24, 2.0 ** -24], [2.0 ** -24, 2.0 ** -24, 1.0]], F32)
     out.append(CaseSpec("routing/op/tree-sum-signed-zeros",
@@ -264,6 +343,14 @@ def renormalise_cases() -> list[CaseSpec]:
                             f"Gate renormalisation r_j = p_j / tree_sum(p of the {m} chosen, in rank order), binary32"
                             f"{'; one chosen candidate gives exactly 1' if m == 1 else ''}.",
                             ["HSER-8.1"], "renormalise", {}, {"p": p}))
+    for m, rows in ((1, [[0.0], [-0.0], [2.0 ** -149], [1.0]]),
+                    (3, [[0.0, 0.0, 0.0], [-0.0, 0.0, -0.0], [-0.0, -0.0, -0.0], [0.5, 0.0, 0.0], [2.0 ** -149, 0.0, 0.0]]),
+                    (5, [[0.0] * 5, [-0.0] * 5, [0.25, 0.0, 0.25, 0.0, 0.0]])):
+        out.append(CaseSpec(f"routing/op/renormalise-zero-sum-m{m}",
+                            f"Renormalisation of {m} chosen probabilities that sum to zero (+0.0 or -0.0): each r is "
+                            f"binary32(1 / {m}){' = 1' if m == 1 else ''}, not NaN; rows with a non-zero sum (a "
+                            "subnormal included) divide as usual.", ["HSER-8.1"], "renormalise", {},
+                            {"p": np.array(rows, F32)}))
     return out
 
 

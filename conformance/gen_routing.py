@@ -134,6 +134,14 @@ def route_cases() -> list[CaseSpec]:
                           "All tier rows tie and the TierSet is {1, 2}: a tier's tie key uses its id, not its position "
                           "in the TierSet.", ["HSER-4.5", "HSER-5.1", "TIER-2.5"], main, gauss("route.ties2", (4, 16)),
                           tierset=[1, 2], w=tied))
+    five = config(tiers=((2, 2), (2, 3), (3, 2), (2, 2), (3, 3)))
+    out.append(route_case("ties-level1-tierset-offset",
+                          "Five tiers whose level-1 rows are identical, TierSet {1, 2, 3}, seed 2: the tie keys of "
+                          "tiers 1, 2, 3 are mix64(s_1 ^ 1), mix64(s_1 ^ 2), mix64(s_1 ^ 3) and rank tiers 3 then 2; "
+                          "keys taken by position in the TierSet (0, 1, 2) would rank tiers 1 then 3.",
+                          ["HSER-4.5", "HSER-5.1", "HSER-7.1", "TIER-2.5"], five, gauss("route.ties-offset", (4, 16)),
+                          tierset=[1, 2, 3], seed=2, w=tied_weights(five, levels=(1,)),
+                          check=lambda o: _assert((o["chosen_tiers"] == [3, 2]).all(), "expected tiers 3 then 2")))
     for lv in (1, 2, 3):
         w = weights(main)
         if lv == 1:
@@ -319,12 +327,21 @@ def seed_cases() -> list[CaseSpec]:
                               "(seeds at or above 2**53 are written as 0x-prefixed hex strings).",
                               ["HSER-4.1", "HSER-4.2", "HSER-4.3", "HSER-4.4", "HSER-4.5", "HSER-5.1"], cfg, h,
                               seed=s, w=w))
+    for big in ((1 << 63) + 5, (1 << 64) - 1):
+        out.append(route_case(f"seed-integer-{big:#x}",
+                              f"The seed {big} written as a JSON integer (at or above 2**53): a routing call accepts "
+                              f"it, and routes as the hex string {big:#x} does (the expected outputs are those).",
+                              ["HSER-4.1"], cfg, h, seed=big, w=w, outputs=reference_route(cfg, h, w, [0, 1, 2],
+                                                                                           f"{big:#x}")))
     cfg_seeded = config(tiers=((3, 4), (4, 3), (2, 2)), k=(2, 2, 2), seed=0xC0FFEE1234567890)
     spec = route_case("seed-from-config", "No routing seed is given: the configuration's router seed "
                       "0xc0ffee1234567890 decides the ties.", ["HSER-4.1", "HSER-4.4"], cfg_seeded, h,
                       w=w, outputs=reference_route(cfg, h, w, [0, 1, 2], "0xc0ffee1234567890"))
     del spec.params["seed"]
     out.append(spec)
+    out.append(route_case("seed-null", "The seed is the JSON value null: the same as no seed, the configuration's "
+                          "router seed 0xc0ffee1234567890 decides the ties.", ["HSER-4.1"], cfg_seeded, h, seed=None,
+                          w=w, outputs=reference_route(cfg, h, w, [0, 1, 2], "0xc0ffee1234567890")))
     return out
 
 
@@ -336,7 +353,14 @@ def tierset_cases() -> list[CaseSpec]:
             ("cumulative-first", "cumulative:tier_0", "Cumulative mode of the first tier is that tier.", ["TIER-3.2"]),
             ("list-names", "tier_3,tier_1", "A comma-separated list of names gives ascending ids.", ["TIER-2.1",
                                                                                                   "TIER-2.5"]),
-            ("list-ids", [3, 0, 2], "A list of ids gives ascending ids.", ["TIER-2.1", "TIER-2.5"])]
+            ("list-ids", [3, 0, 2], "A list of ids gives ascending ids.", ["TIER-2.1", "TIER-2.5"]),
+            ("exclusive-id", "exclusive:2", "Exclusive mode names its tier by id.", ["TIER-3.1", "TIER-3.5"]),
+            ("cumulative-id", "cumulative:1", "Cumulative mode names its tier by id.", ["TIER-3.2", "TIER-3.5"]),
+            ("spaces", "  tier_3 ,1 , 0  ", "Spaces around the string and around each item are ignored.",
+             ["TIER-3.5"]),
+            ("spaces-mode", " exclusive: tier_1 ", "Spaces around the string and the mode's argument are ignored.",
+             ["TIER-3.5", "TIER-3.1"]),
+            ("leading-zeros", "02,3", "An item of digits is an id, leading zeros allowed.", ["TIER-3.5"])]
     out = [CaseSpec(f"routing/tierset/{n}", f"TierSet {spec!r}: {d}", cl, "tier_set", {"tierset": spec}, {}, config=cfg)
            for n, spec, d, cl in rows]
     grown = config(tiers=((2, 2),) * 5)
@@ -350,7 +374,17 @@ def tierset_cases() -> list[CaseSpec]:
             ("unknown-id", [0, 4], "E_UNKNOWN_TIER", ["TIER-2.2"]),
             ("empty", [], "E_EMPTY_TIERSET", ["TIER-2.3"]),
             ("duplicate", [1, 2, 1], "E_DUPLICATE_TIER", ["TIER-2.4"]),
-            ("duplicate-by-name", "tier_1,1", "E_DUPLICATE_TIER", ["TIER-2.4", "TIER-2.1"])]
+            ("duplicate-by-name", "tier_1,1", "E_DUPLICATE_TIER", ["TIER-2.4", "TIER-2.1"]),
+            ("string-empty", "", "E_EMPTY_TIERSET", ["TIER-3.5", "TIER-2.3"]),
+            ("string-spaces-only", "   ", "E_EMPTY_TIERSET", ["TIER-3.5", "TIER-2.3"]),
+            ("string-empty-item", "1,,2", "E_UNKNOWN_TIER", ["TIER-3.5"]),
+            ("string-trailing-comma", "1,2,", "E_UNKNOWN_TIER", ["TIER-3.5"]),
+            ("string-leading-comma", ",1", "E_UNKNOWN_TIER", ["TIER-3.5"]),
+            ("string-empty-mode-argument", "exclusive:", "E_UNKNOWN_TIER", ["TIER-3.5"]),
+            ("string-tab", "1\t", "E_UNKNOWN_TIER", ["TIER-3.5"]),
+            ("string-empty-item-before-duplicate", "1,,1", "E_UNKNOWN_TIER", ["TIER-3.5", "TIER-2.4"]),
+            ("list-digit-string", ["1"], "E_UNKNOWN_TIER", ["TIER-2.1", "TIER-2.2"]),
+            ("list-id-as-float", [1.0], "E_UNKNOWN_TIER", ["TIER-2.1", "TIER-2.2"])]
     out += [CaseSpec(f"routing/tierset/{n}", f"TierSet {spec!r} is rejected with {code}.", cl + ["HSER-10.1"],
                      "tier_set", {"tierset": spec}, {}, config=cfg, error=code) for n, spec, code, cl in errs]
     return out
@@ -405,7 +439,16 @@ def error_cases() -> list[CaseSpec]:
     err("weights-missing", "router_group.1 is missing.", ["HSER-1.4"], "E_WEIGHTS", w=w)
     for name, seed, why in (("negative", -1, "-1"), ("2pow64-hex", "0x10000000000000000", "2**64 as hex (17 digits)"),
                             ("2pow64-integer", 1 << 64, "2**64 as a JSON integer"), ("fraction", 1.5, "1.5"),
-                            ("not-hex", "0xZZ", "the string 0xZZ"), ("boolean", True, "the JSON value true")):
+                            ("not-hex", "0xZZ", "the string 0xZZ"), ("boolean", True, "the JSON value true"),
+                            ("decimal-string", "12", "the decimal string \"12\""),
+                            ("signed-string", "+12", "the string \"+12\""),
+                            ("underscore", "1_2", "the string \"1_2\""),
+                            ("hex-underscore", "0x_1f", "the string \"0x_1f\""),
+                            ("uppercase-prefix", "0X1F", "the string \"0X1F\" (the prefix is lower-case 0x)"),
+                            ("hex-empty", "0x", "the string \"0x\" (no digits)"),
+                            ("hex-space", " 0x1f", "the string \" 0x1f\" (a leading space)"),
+                            ("hex-newline", "0x1f\n", "the string \"0x1f\\n\" (a trailing newline)"),
+                            ("float-integral", 1.0, "the JSON number 1.0")):
         err(f"seed-{name}", f"The seed {why} is not an integer in [0, 2**64).", ["HSER-4.1"], "E_SEED", seed=seed)
     err("tierset-unknown", "The TierSet names tier id 7 of a three-tier model.", ["TIER-2.2"], "E_UNKNOWN_TIER",
         tierset=[0, 7])
@@ -444,7 +487,34 @@ def error_cases() -> list[CaseSpec]:
         cl = next(c for n, _, _, c in bad_cfgs if n == name)
         err(f"config-{name}", f"An invalid configuration ({why}) is rejected with E_CONFIG.", cl + ["TIER-1.1"],
             "E_CONFIG", cfg=cfg)
+    cfg = config()
+    cfg["d_model"] = 16.0
+    err("config-d-model-float", "d_model is the JSON number 16.0: JSON Schema counts it as an integer, TIER-1.1 does "
+        "not; rejected with E_CONFIG.", ["TIER-1.1"], "E_CONFIG", cfg=cfg)
+    cfg = config()
+    cfg["tiers"][0]["groups"] = 2.0
+    err("config-groups-float", "tiers[0].groups is the JSON number 2.0: rejected with E_CONFIG.", ["TIER-1.1"],
+        "E_CONFIG", cfg=cfg)
     # Several faults at once: the first in the order of HSER-10.3 is reported.
+    bad_cfg = config()
+    bad_cfg["router"]["k_group"] = 0
+    w_nan = weights(main)
+    w_nan["router_group.1"][0, 0] = np.nan
+    a = h.copy()
+    a[0, 0] = np.nan
+    err("order-config-first", "An invalid configuration (k_group = 0), a NaN router weight, a bad seed, an unknown "
+        "tier and NaN hidden states: the configuration is reported.", ["HSER-10.3"], "E_CONFIG", hidden=a,
+        tierset=[9], seed=-1, w=w_nan, cfg=bad_cfg)
+    err("order-weights-before-seed", "A NaN router weight, a bad seed, an unknown tier and rank-1 hidden states: the "
+        "weights are reported.", ["HSER-10.3", "HSER-1.4"], "E_WEIGHTS", hidden=h[0], tierset=[9], seed=-1, w=w_nan)
+    err("order-weights-before-tierset", "A NaN router weight and an empty TierSet: the weights are reported.",
+        ["HSER-10.3", "HSER-1.4"], "E_WEIGHTS", tierset=[], w=w_nan)
+    err("order-weights-before-hidden", "A NaN router weight and NaN hidden states: the weights are reported.",
+        ["HSER-10.3", "HSER-1.4"], "E_WEIGHTS", hidden=a, w=w_nan)
+    w_miss = weights(main)
+    del w_miss["router_expert.2"]
+    err("order-missing-weights-before-dtype", "A missing router tensor and int32 hidden states: the weights are "
+        "reported.", ["HSER-10.3", "HSER-1.4"], "E_WEIGHTS", hidden=(h * 10).astype(np.int32), w=w_miss)
     err("order-seed-first", "Bad seed, empty TierSet and rank-1 hidden states: the seed is reported.", ["HSER-10.3"],
         "E_SEED", hidden=h[0], tierset=[], seed=-5)
     err("order-unknown-before-duplicate", "TierSet [9, 9]: unknown is reported before duplicate.", ["HSER-10.3"],
@@ -460,6 +530,11 @@ def error_cases() -> list[CaseSpec]:
     err("order-dtype-before-finiteness", "complex64 hidden states holding a NaN: the type is reported.",
         ["HSER-10.3"], "E_DTYPE", hidden=a)
     return out
+
+
+def _assert(cond: bool, msg: str) -> None:
+    if not cond:
+        raise AssertionError(msg)
 
 
 def _rows_equal(rows):

@@ -106,6 +106,12 @@ def greedy_cases() -> list[CaseSpec]:
            CaseSpec("selection/greedy-zero-costs", "Zero-cost tiers have ratio +inf and come first (ties by id); a tier "
                     "with U = 0 is never a candidate; an infinite limit makes its term 0.", g, "greedy_budget", {},
                     budget_inputs([2, 0, 1, 3, 1], [0, 0, 1, 2, 0], [0, 1, 0, 2, 0], INF, 3))]
+    out.append(CaseSpec("selection/greedy-equal-ratios", "Three tiers with the same ratio rho = 2 (U = 0.8, 1.2, 1.0; "
+                        "c = 0.4, 0.6, 0.5; tau = 1): ties go by ascending id, so greedy adds tier 0, then tier 1 "
+                        "(sum c = 1), and skips tier 2: {0, 1} (utility 2.0). Ties by descending id give {0, 2} "
+                        "(1.8), by cost {0, 2} as well.", g, "greedy_budget", {},
+                        budget_inputs([0.8, 1.2, 1.0], [0.4, 0.6, 0.5], [0, 0, 0], 1, INF),
+                        check=lambda o: _expect(o["tiers"], [0, 1])))
     for i in range(3):
         u = (np.abs(uniform(f"sel.g.u{i}", (9,))) * 10).astype(F64)
         c = (np.abs(uniform(f"sel.g.c{i}", (9,))) * 3).astype(F64)
@@ -113,6 +119,11 @@ def greedy_cases() -> list[CaseSpec]:
         out.append(CaseSpec(f"selection/greedy-random-{i}", "Greedy selection of 9 random tiers.", g, "greedy_budget",
                             {}, budget_inputs(u, c, m, 5.0, 4.0)))
     return out
+
+
+def _expect(got, want) -> None:
+    if list(np.asarray(got).tolist()) != want:
+        raise AssertionError(f"expected {want}, got {got}")
 
 
 def placement_cases() -> list[CaseSpec]:
