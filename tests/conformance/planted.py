@@ -7,6 +7,7 @@ with one ``op_*`` method per operation. Per-token loops, plain NumPy: clarity ov
 """
 from __future__ import annotations
 
+import re
 from fractions import Fraction
 
 import numpy as np
@@ -32,7 +33,13 @@ BUGS = {
     "per-matrix-scale": "router weights quantized with one scale per matrix, not per row (HSER-2.6)",
     "shape-before-seed": "hidden-state shape checked before the seed (HSER-10.3)",
     "rank-probabilities": "top-k ranks the binary32 probabilities instead of the logits (HSER-5.4)",
+    "position-tie-keys": "level-1 tie keys from a tier's position in the TierSet, not its id (HSER-4.5)",
+    "exp-constant-ulp": "the canonical exp's C5 one ulp too large (HSER-6.3)",
+    "weights-last": "router weights checked after the hidden states, not before the seed (HSER-10.3)",
 }
+
+EXP_CONSTANTS = ("LOG2E", "LN2_HI", "LN2_LO", "C7", "C6", "C5", "C4", "C3", "C2", "C1", "C0")
+HEX_SEED = re.compile(r"0x[0-9a-fA-F]{1,16}")
 
 LOG2E, LN2_HI, LN2_LO = (np.array([b], np.uint32).view(F32)[0] for b in (0x3FB8AA3B, 0x3F318000, 0xB95E8083))
 COEFFS = [np.array([b], np.uint32).view(F32)[0] for b in
@@ -57,10 +64,16 @@ class PlantedRouter:
     operations = {"route", "quantize", "logits", "mix64", "level_seed", "tie_keys", "canonical_exp", "tree_sum",
                   "softmax", "top_k", "renormalise"}
 
-    def __init__(self, bug: str | None = None):
+    def __init__(self, bug: str | None = None, constant: tuple[str, bool] = ("C5", True)):
+        """``constant``: for the bug exp-constant-ulp, which constant of HSER-6.3 moves one ulp, and up or down."""
         assert bug is None or bug in BUGS, bug
         self.bug = bug
         self.name = f"planted:{bug or 'none'}"
+        self.consts = [LOG2E, LN2_HI, LN2_LO, *COEFFS]
+        if bug == "exp-constant-ulp":
+            i = EXP_CONSTANTS.index(constant[0])
+            self.consts[i] = np.nextafter(self.consts[i], F32(np.inf) if constant[1] else F32(-np.inf))
+            self.name += f":{constant[0]}{'+' if constant[1] else '-'}"
 
     def run(self, req):
         with np.errstate(over="ignore", invalid="ignore"):
@@ -88,16 +101,19 @@ class PlantedRouter:
             return F32(np.exp(t))
         if t < F32(-87):
             return F32(0)
-        n = np.rint(t * LOG2E)
-        r = (t - n * LN2_HI) - n * LN2_LO
-        p = COEFFS[0]
-        for c in COEFFS[1:]:
+        log2e, hi, lo, *coeffs = self.consts
+        n = np.rint(t * log2e)
+        r = (t - n * hi) - n * lo
+        p = coeffs[0]
+        for c in coeffs[1:]:
             p = fma32(p, r, c) if self.bug == "fma-exp" else p * r + c
         return F32(np.ldexp(p, int(n)))
 
     def tree_sum(self, v) -> F32:
         v = [F32(x) for x in v]
         pad = F32(0.0) if self.bug == "plus-zero-padding" else F32(-0.0)
+        if not v:
+            v = [pad]                                   # the empty sum (HSER-6.5)
         while len(v) & (len(v) - 1):
             v.append(pad)
         while len(v) > 1:
@@ -133,6 +149,8 @@ class PlantedRouter:
         if self.bug == "no-renormalise":
             return [F32(x) for x in p]
         s = self.tree_sum(p)
+        if s == 0:
+            return [F32(1) / F32(len(p)) for _ in p]    # HSER-8.1: a zero sum gives 1 / m each
         return [F32(x) / s for x in p]
 
     # --- routing -----------------------------------------------------------------------------------
@@ -142,13 +160,15 @@ class PlantedRouter:
         d, tiers, r = cfg["d_model"], cfg["tiers"], cfg["router"]
         M, (k1, k2, k3) = len(tiers), (r["k_tier"], r["k_group"], r["k_expert"])
         lx, lw = r.get("hidden_limbs", 2), r.get("weight_limbs", 2)
-        rows = self.weights(inp, tiers, d, lw)
+        rows = self.weights(inp, tiers, d, lw) if self.bug != "weights-last" else None
         hidden = inp.get("hidden")
         if self.bug == "shape-before-seed" and (hidden is None or hidden.ndim != 2 or hidden.shape[1] != d):
             raise ShapeError("hidden states have the wrong shape")
-        seed = self.seed(p["seed"] if "seed" in p else r.get("seed", 0))        # HSER-4.1: the config's
+        seed = self.seed(p["seed"] if p.get("seed") is not None else r.get("seed", 0))   # HSER-4.1: the config's
         cands = self.tierset(p["tierset"], [t["name"] for t in tiers])
         x = self.hidden(inp["hidden"], req.dtypes.get("hidden"), d)
+        if rows is None:
+            rows = self.weights(inp, tiers, d, lw)
         T, K = x.shape[0], k1 * k2 * k3
         pool = range(M) if self.bug == "mask-inf" else cands      # a masked router sizes for every tier
         gmax = max(tiers[t]["groups"] for t in pool)
@@ -165,7 +185,8 @@ class PlantedRouter:
             z1 = [self.logit(q, sx, x[n], rows["tier"][t][0]) if t in cands else -np.inf for t in lvl1]
             p1 = self.softmax(z1)
             s1 = self.level_seed(seed, 1)
-            order = self.ranking(z1, [self.key(s1, t) for t in lvl1], p1)[:k1]
+            keyed = range(len(lvl1)) if self.bug == "position-tie-keys" else lvl1
+            order = self.ranking(z1, [self.key(s1, t) for t in keyed], p1)[:k1]
             out["tier_probs"][n] = [p1[lvl1.index(t)] for t in cands]
             chosen_t = [lvl1[i] for i in order]
             r1 = self.renorm([p1[i] for i in order])
@@ -235,11 +256,8 @@ class PlantedRouter:
 
     @staticmethod
     def seed(s):
-        if isinstance(s, str) and s[:2].lower() == "0x" and 1 <= len(s) - 2 <= 16:
-            try:
-                return int(s, 16)
-            except ValueError:
-                pass
+        if isinstance(s, str) and HEX_SEED.fullmatch(s):
+            return int(s[2:], 16)
         if isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 1 << 64:
             return s
         raise SeedError(f"seed {s!r}")
@@ -294,6 +312,9 @@ class PlantedRouter:
 
     def op_level_seed(self, req):
         cols = [req.inputs[n].tolist() for n in ("seed", "level", "tier", "group")]
+        for _, lv, t, g in zip(*cols):
+            if lv not in (1, 2, 3) or t >= 1 << 16 or g >= 1 << 32:
+                raise SeedError(f"no level word for level {lv}, tier {t}, group {g}")      # HSER-4.2
         return {"level_seed": np.array([self.level_seed(*r) for r in zip(*cols)], np.uint64)}
 
     def op_tie_keys(self, req):
@@ -302,6 +323,9 @@ class PlantedRouter:
                                  np.uint64).reshape(-1, n)}
 
     def op_canonical_exp(self, req):
+        t = req.inputs["t"]
+        if np.isnan(t).any() or (t > 0).any():
+            raise NonFiniteError("canonical_exp is defined for t <= 0")                  # HSER-6.1
         return {"y": np.array([self.cexp(t) for t in req.inputs["t"]], F32)}
 
     def op_tree_sum(self, req):
@@ -316,3 +340,99 @@ class PlantedRouter:
 
     def op_renormalise(self, req):
         return {"r": np.array([self.renorm(list(r)) for r in req.inputs["p"]], F32).reshape(req.inputs["p"].shape)}
+
+
+# --- bugs planted in the other levels: a built-in implementation with one function replaced ------------
+PATCHED_BUGS = {
+    "combine-left-fold": "the MoE combine sums the K slots left to right, not by the tree of MODEL-3.3",
+    "eps-outside-sqrt": "RMSNorm divides by sqrt(mean square) + eps instead of sqrt(mean square + eps) (MODEL-2.2)",
+    "greedy-ties-descending": "greedy candidates of equal ratio ordered by descending tier id (SEL-3.3)",
+    "ckpt-dtype-by-size": "the loader takes a header dtype of F32's element size (I32, U32) for F32 (CKPT-5.4)",
+    "ckpt-extra-tensor": "the loader checks the manifest's tensors in a shard and ignores extra ones (CKPT-5.4)",
+    "ckpt-trailing-bytes": "the loader accepts bytes after the last tensor of a shard (CKPT-2.3)",
+}
+
+
+def _left_fold_axis1(c: np.ndarray) -> np.ndarray:
+    acc = c[:, 0].copy()
+    for k in range(1, c.shape[1]):
+        acc = acc + c[:, k]
+    return acc
+
+
+def _rms_norm_eps_outside(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
+    dt = x.dtype
+    ms = np.mean(x * x, axis=-1, keepdims=True)
+    return (x / (np.sqrt(ms) + dt.type(eps))) * weight.astype(dt, copy=False)
+
+
+class PatchedAdapter:
+    """The reference (layer, model, selection) or the optimized loader (checkpoint) with one function
+    replaced by a plausible wrong one for the duration of each ``run``; every other piece is unchanged."""
+
+    def __init__(self, bug: str):
+        assert bug in PATCHED_BUGS, bug
+        self.bug = bug
+        self.name = f"patched:{bug}"
+        if bug.startswith("ckpt-"):
+            from lite_llm.optimized.adapter import OptimizedAdapter
+            self.inner, self.operations = OptimizedAdapter(), {"load_checkpoint"}
+        else:
+            from lite_llm.reference.adapter import ReferenceAdapter
+            self.inner = ReferenceAdapter()
+            self.operations = {"combine-left-fold": {"moe_layer"}, "eps-outside-sqrt": {"forward"},
+                               "greedy-ties-descending": {"greedy_budget"}}[bug]
+
+    def patch(self):
+        """(module, attribute, replacement) of the bug."""
+        if self.bug == "combine-left-fold":
+            from lite_llm.reference import moe
+            return moe, "tree_sum_axis1", _left_fold_axis1
+        if self.bug == "eps-outside-sqrt":
+            from lite_llm.reference import model
+            return model, "rms_norm", _rms_norm_eps_outside
+        if self.bug == "greedy-ties-descending":
+            from lite_llm.reference import selection
+
+            def greedy_order(b):
+                fits = [t for t in range(b.n_tiers) if selection.feasible(b, (t,)) and b.utility[t] > 0]
+                return sorted(fits, key=lambda t: (-selection.greedy_ratio(b, t), -t))
+            return selection, "greedy_order", greedy_order
+        from lite_llm.optimized import checkpoint as ck
+        check_header, open_shard = ck.check_header, ck.open_shard
+        if self.bug == "ckpt-dtype-by-size":
+            def by_size(path, size):
+                return {n: (shape, b, e, "F32" if ck.ITEMSIZE[dt] == 4 else dt)
+                        for n, (shape, b, e, dt) in check_header(path, size).items()}
+            return ck, "check_header", by_size
+        if self.bug == "ckpt-extra-tensor":
+            def listed_only(directory, entry, verify):
+                names = {t["name"] for t in entry["tensors"]}
+                ck.check_header = lambda p, n: {k: v for k, v in check_header(p, n).items() if k in names}
+                try:
+                    return open_shard(directory, entry, verify)
+                finally:
+                    ck.check_header = check_header
+            return ck, "open_shard", listed_only
+
+        def ignore_tail(path, size):
+            import json
+            import struct
+            with open(path, "rb") as f:
+                n = struct.unpack("<Q", f.read(8))[0]
+                try:
+                    h = json.loads(f.read(n))
+                    end = max(v["data_offsets"][1] for k, v in h.items() if k != "__metadata__")
+                except Exception:              # noqa: BLE001  (a malformed header: the real check says so)
+                    return check_header(path, size)
+            return check_header(path, min(size, 8 + n + end))
+        return ck, "check_header", ignore_tail
+
+    def run(self, req):
+        mod, attr, bad = self.patch()
+        good = getattr(mod, attr)
+        setattr(mod, attr, bad)
+        try:
+            return self.inner.run(req)
+        finally:
+            setattr(mod, attr, good)
