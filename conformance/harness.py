@@ -169,7 +169,7 @@ class CommandAdapter:
         return self.current.stderr_tail if self.current else []
 
     def _start(self) -> dict:
-        """Start a fresh harness process and exchange ``start``; its ``implementation`` info."""
+        """Start a fresh harness process and exchange ``start`` (CONF-4.2); its ``implementation`` info."""
         if self.current is not None:
             self.current.kill()
         self.current = _Process(self.command)
@@ -276,6 +276,7 @@ class CommandAdapter:
         self.last_failure = why
 
     def _result(self, reply: dict, requested: dict) -> dict:
+        """The outputs of a reply (CONF-4.5): a result, a rejection, skipped or errored."""
         if "skipped" in reply:
             raise NotImplementedError((reply["skipped"] or {}).get("reason", ""))
         if "errored" in reply:                      # a well-formed reply: the same process serves the next case

@@ -70,6 +70,7 @@ def test_skips_file_and_xfails_file(tmp_path, capsys):
 
 
 def test_vectors_list_and_coverage(capsys):
+    """CONF-5.5: the MUST clauses without a case or an exemption are listed."""
     assert main(["vectors", "list", "--levels", "layer"]) == 0
     assert "layer/moe-basic" in capsys.readouterr().out
     assert main(["vectors", "coverage"]) == 0

@@ -1,5 +1,8 @@
 """The JSON-lines protocol (CONF-4): both ends, every message against the schema, and the runner's
-answers to harnesses that misbehave."""
+answers to harnesses that misbehave: one request and one reply per line (CONF-4.1), the start
+message (CONF-4.2), run messages with byte offsets (CONF-4.3), output files (CONF-4.4), replies
+(CONF-4.5), stop (CONF-4.6), protocol violations (CONF-4.7), restarts (CONF-4.9) and what a harness
+may rely on (CONF-4.11)."""
 from __future__ import annotations
 
 import json

@@ -1,5 +1,7 @@
-"""The runner's rules (CONF-2, CONF-3, CONF-5) on small synthetic cases: bit-exact and tolerance
-comparison, JSON values, statuses, skips and xfails files, unread and stray vector files."""
+"""The runner's rules (CONF-2, CONF-3, CONF-5) on small synthetic cases: bit-exact (CONF-2.1) and
+tolerance (CONF-2.2) comparison, JSON values, statuses (CONF-5.1), adapters' rejections, skips and
+errors (CONF-3.3), directory inputs left unchanged by a rejection (CONF-3.4), skips and xfails files
+(CONF-5.3), unread and stray vector files (CONF-5.4)."""
 from __future__ import annotations
 
 import shutil
