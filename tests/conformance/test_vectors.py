@@ -78,6 +78,7 @@ def test_the_issue_list_is_covered(cases):
 
 
 def test_model_cases_keep_their_routing_margins(cases):
+    """CONF-2.4, MODEL-4.6: every forward/generate case records a routing margin above the bound it needs."""
     model = [c for c in cases if c.operation in ("forward", "generate")]
     margins = [c.raw["margin"] for c in model if "margin" in c.raw]
     assert len(margins) >= 6
@@ -85,3 +86,37 @@ def test_model_cases_keep_their_routing_margins(cases):
         assert m["min_margin"] >= m["required"] > m["router_input_tolerance"]
     tol = [c for c in cases if c.match == "tolerance"]
     assert {c.level for c in tol} >= {"layer", "model", "loss"}
+
+
+def test_the_generator_refuses_a_case_the_reference_does_not_reject(tmp_path):
+    """CONF-6.1: an error case whose declared code the reference does not raise is never written."""
+    import numpy as np
+
+    from lite_llm.conformance.generate import CaseSpec, GeneratorError, write_case
+
+    t = np.array([-1.0, -0.5, 0.0], np.float32)
+    spec = CaseSpec("routing/op/planted-wrong-error", "a valid input declared as rejected", ["HSER-6.1"],
+                    "canonical_exp", {}, {"t": t}, error="E_SHAPE")
+    with pytest.raises(GeneratorError, match="returned a result"):
+        write_case(tmp_path, spec)
+    assert not (tmp_path / "routing" / "op" / "planted-wrong-error").exists()
+
+
+def test_generator_inputs_come_from_the_seeded_streams(monkeypatch):
+    """CONF-6.1: the generator's draws are INIT-1.2 streams named by a label, never a library RNG: with
+    NumPy's random module made to fail, every draw still works and equals the labelled stream."""
+    import numpy as np
+
+    from lite_llm.conformance import draw
+    from lite_llm.reference.init import uniform_tensor
+
+    def no_rng(*a, **k):
+        raise AssertionError("the generator used numpy.random")
+
+    for name in ("default_rng", "random", "rand", "randn", "normal", "uniform", "integers", "seed"):
+        monkeypatch.setattr(np.random, name, no_rng, raising=False)
+    a = draw.uniform("planted-label", (4, 5))
+    want = uniform_tensor(draw.GEN_SEED, "planted-label", (4, 5), np.float32(1.0))
+    assert np.array_equal(a.view(np.uint32), want.view(np.uint32))
+    assert not np.array_equal(a, draw.uniform("another-label", (4, 5)))
+    draw.gauss("g", (3, 4)), draw.heavy("h", (3, 4)), draw.integers("i", 5)
