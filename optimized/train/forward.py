@@ -210,8 +210,9 @@ def swiglu_slots(cfg: ModelConfig, params: dict, layer: int, x: torch.Tensor, r:
         idx = r.group[tok, slot].long() * tc.experts_per_group + r.expert[tok, slot].long()
         order = torch.argsort(idx, stable=True)
         idx, tok, slot = idx[order], tok[order], slot[order]
-        counts = torch.bincount(idx, minlength=n_e)
-        start = torch.cumsum(counts, 0) - counts
+        ids = torch.arange(n_e, device=dev, dtype=idx.dtype)
+        start = torch.searchsorted(idx, ids)                                          # idx is sorted: no atomics
+        counts = torch.searchsorted(idx, ids, right=True) - start
         pos = torch.arange(idx.numel(), device=dev) - start[idx]
         cap = int(counts.max())
         buf = x.new_zeros((n_e, cap, d)).index_put((idx, pos), x[tok])                # (n_e, cap, d)

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from lite_llm.spec.config import ModelConfig
 from lite_llm.spec.tensors import dense_shapes, tier_shapes
@@ -106,6 +105,14 @@ def trainable_names(cfg: ModelConfig, tier_set, train_tiers) -> list[str]:
     return names
 
 
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Next-token cross-entropy in nats from log_softmax and gather: ``F.cross_entropy`` calls NLLLoss,
+    which has no deterministic CUDA kernel and raises under deterministic algorithms (TRAIN-6.1)."""
+    logp = torch.log_softmax(logits.reshape(-1, logits.shape[-1]).float(), dim=-1)
+    nll = -logp.gather(1, targets.reshape(-1, 1))[:, 0]
+    return nll.sum() if reduction == "sum" else nll.mean()
+
+
 def lr_at(s: TrainSettings, step: int) -> float:
     if step <= s.warmup:
         return s.lr * step / max(1, s.warmup)
@@ -122,7 +129,7 @@ def evaluate(cfg: ModelConfig, params: dict, batches, tier_set, seed: int, devic
     for b in batches:
         b = b.to(device)
         out = forward_train(cfg, params, b[:, :-1], tier_set, seed, routers, backend)
-        ce = F.cross_entropy(out.logits.reshape(-1, cfg.vocab_size).float(), b[:, 1:].reshape(-1), reduction="sum")
+        ce = cross_entropy(out.logits, b[:, 1:], reduction="sum")
         tot += float(ce)
         n += b[:, 1:].numel()
         _, c = aux_loss_st(cfg, out, 0.0)
@@ -213,7 +220,7 @@ def _train(cfg, init, corpus, s, out_dir, device, env, source_hashes, progress, 
             tok = train_batch(corpus, s.seed, step, s.batch, s.seq).to(device)
             routers = quantized_routers(cfg, params, tier_set, device, routers)
             o = forward_train(cfg, params, tok[:, :-1], tier_set, routing_seed, routers, s.backend)
-            ce = F.cross_entropy(o.logits.reshape(-1, cfg.vocab_size), tok[:, 1:].reshape(-1))
+            ce = cross_entropy(o.logits, tok[:, 1:])
             aux, _ = aux_loss_st(cfg, o, s.aux_alpha)
             loss = ce + aux.to(ce.dtype)
             opt.zero_grad(set_to_none=True)

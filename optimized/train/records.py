@@ -321,7 +321,7 @@ def record_load(rec: Record) -> dict:
 # ----------------------------------------------------------------------------------------------
 # Routing margins (MODEL-4.5), for the tokens a diff names
 
-def routing_margin(qr, x: torch.Tensor, tier_row, chosen_tiers, chosen_groups, active, limbs: int,
+def routing_margin(qr, x: torch.Tensor, chosen_tiers, chosen_groups, active, limbs: int,
                    tier_set) -> float:
     """The normalised routing margin (MODEL-4.5) of one token with binary32 router input x (d,) under the
     quantized router ``qr`` (router.QuantizedRouter): the minimum over its three levels' decisions of
@@ -378,7 +378,7 @@ def token_margin(qr, x: torch.Tensor, tier: np.ndarray, group: np.ndarray, exper
             chosen_groups[t].append(g)
             active[(t, g)] = []
         active[(t, g)].append(e)
-    return routing_margin(qr, x, None, chosen_tiers, chosen_groups, active, qr.cfg.router.hidden_limbs, tier_set)
+    return routing_margin(qr, x, chosen_tiers, chosen_groups, active, qr.cfg.router.hidden_limbs, tier_set)
 
 
 def margin_bound(cfg: ModelConfig, eps: float) -> float:

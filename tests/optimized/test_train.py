@@ -250,3 +250,14 @@ def test_batches_are_a_function_of_seed_and_step(corpus):
     assert not torch.equal(train_batch(corpus, 1, 5, 4, 16), train_batch(corpus, 1, 6, 4, 16))
     assert hashlib.sha256(corpus.train.tobytes()).hexdigest() != corpus.digest
     assert math.isclose(corpus.val.size / (corpus.train.size + corpus.val.size), 0.1, abs_tol=0.08)
+
+
+def test_training_package_never_imports_the_reference():
+    """The optimized implementation is written from the spec: no import of lite_llm.reference."""
+    import ast
+
+    for p in (Path(__file__).resolve().parents[2] / "optimized" / "train").glob("*.py"):
+        for node in ast.walk(ast.parse(p.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not any("reference" in n for n in names), f"{p.name} imports {names}"
