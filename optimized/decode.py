@@ -67,6 +67,7 @@ class _Replays:
         self.d, self.device, self.body, self.sizes = d, torch.device(device), body, tuple(sizes)
         self.graphs = (self.device.type == "cuda") if graphs is None else bool(graphs)
         self._slots: dict = {}          # (bucket, dtype) -> (static x, graph or None, static outputs)
+        self._written: dict = {}        # (bucket, dtype) -> rows the last call wrote (the rest are zeros)
         self.captures = 0               # graphs captured so far (for the benchmarks)
 
     def _slot(self, n: int, dtype):
@@ -91,10 +92,13 @@ class _Replays:
 
     def __call__(self, x: torch.Tensor):
         n = x.shape[0]
+        key = (bucket_of(n, self.sizes), x.dtype)
         xs, g, out = self._slot(n, x.dtype)
         xs[:n].copy_(x)
-        if n < xs.shape[0]:
-            xs[n:].zero_()
+        hi = self._written.get(key, 0)              # rows beyond n that earlier calls left non-zero
+        if hi > n:
+            xs[n:hi].zero_()
+        self._written[key] = n
         if g is None:
             out = self.body(xs)
         else:

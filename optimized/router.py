@@ -186,10 +186,16 @@ def route(h, router: QuantizedRouter, tiers, seed: int | None = None, backend: s
     raise ValueError(f"backend {backend!r}: expected 'auto', 'torch' or 'triton'")
 
 
-def triton_available() -> bool:
-    import importlib.util
+_TRITON: list[bool] = []
 
-    return importlib.util.find_spec("triton") is not None
+
+def triton_available() -> bool:
+    """Whether Triton is installed (looked up once: the answer is read on every route() call)."""
+    if not _TRITON:
+        import importlib.util
+
+        _TRITON.append(importlib.util.find_spec("triton") is not None)
+    return _TRITON[0]
 
 
 def fits_triton(cfg: ModelConfig, cands: tuple[int, ...]) -> bool:

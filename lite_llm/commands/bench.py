@@ -26,6 +26,8 @@ def add_parser(sub) -> None:
                         "the built-in model and Zipf traces")
     p.add_argument("--plot", metavar="FILE.png", default=None, help="storage: plot hit rate against cache size")
     p.add_argument("--no-decode", action="store_true", help="storage: hit rates only, skip the decode timing")
+    p.add_argument("--save-traces", metavar="DIR", default=None,
+                   help="storage: also save the traces replayed, one .npz each (PLACE-4.3)")
     p.set_defaults(func=run)
 
 
@@ -43,8 +45,8 @@ def run(args) -> int:
         return run_storage(args, device)
     if args.json == "-":
         raise UsageError("--json needs a FILE for the router and moe benchmarks")
-    if args.trace or args.plot or args.no_decode:
-        raise UsageError("--trace, --plot and --no-decode are options of lite-llm bench storage")
+    if args.trace or args.plot or args.no_decode or args.save_traces:
+        raise UsageError("--trace, --plot, --no-decode and --save-traces are options of lite-llm bench storage")
     if device == "cpu" and not args.quick:
         raise UsageError("the full-size benchmarks are GPU sizes and take well over 10 minutes on a CPU; "
                          "use --quick for a CPU smoke test of the code paths, or run on a GPU (--device cuda)")
@@ -80,4 +82,5 @@ def run_storage(args, device: str) -> int:
         load_trace(args.trace)                                         # E_SHAPE before any work
     from lite_llm.benchmarks.bench_storage import run as run_bench
 
-    return run_bench(args.trace, args.quick, device, args.json, args.plot, decode_too=not args.no_decode)
+    return run_bench(args.trace, args.quick, device, args.json, args.plot, decode_too=not args.no_decode,
+                     save_traces=args.save_traces)

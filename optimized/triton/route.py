@@ -143,8 +143,11 @@ def route_levels_triton(h: torch.Tensor, router, cands: tuple[int, ...], seed: i
     # Level 1 (HSER-7.1), fused with quantization: candidates are the TierSet's rows only. Its
     # epilogue names each slot's level-2 matrix (the chosen tier) and counts them.
     z1, qh, ql, sx, bad = level_products(h, router.tier, c, rc.hidden_limbs, True, config=configs.get("level1"))
+    ranks1 = tables.get(("tier_rank", seed))
+    if ranks1 is None:                          # the TierSet's level-1 key ranks, made once per seed
+        ranks1 = tables[("tier_rank", seed)] = keys.tier_rank[c.long()].contiguous()
     tier_probs, tier_pos, chosen_tiers, mat2, pos2 = softmax_topk(
-        z1, k1, keys.tier_rank[c.long()].contiguous(), len(cands), n_fixed=len(cands), ids=c, counts=counts2)
+        z1, k1, ranks1, len(cands), n_fixed=len(cands), ids=c, counts=counts2)
 
     # Level 2 (HSER-7.2): slot (token, a) reads tier chosen_tiers[token, a]'s group matrix; its
     # epilogue names matrix (t, g) = group_offset[t] + g for level 3 and counts those.

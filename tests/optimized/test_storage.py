@@ -219,7 +219,8 @@ def test_bench_storage_quick_json_and_plot(tmp_path, capsys):
     from lite_llm.benchmarks.bench_storage import run_belady, run_lfu, run_lru, run_spec, zipf_trace
     from lite_llm.cli import main
 
-    assert main(["bench", "storage", "--quick", "--json", "--no-decode", "--plot", str(tmp_path / "p.png")]) == 0
+    assert main(["bench", "storage", "--quick", "--json", "--no-decode", "--plot", str(tmp_path / "p.png"),
+                 "--save-traces", str(tmp_path / "tr")]) == 0
     res = json.loads(capsys.readouterr().out)
     assert set(res["traces"]) == {"model", "zipf-1.1", "zipf-0.8"} and (tmp_path / "p.png").stat().st_size > 0
     for tr in res["traces"].values():
@@ -230,4 +231,6 @@ def test_bench_storage_quick_json_and_plot(tmp_path, capsys):
     cap = int(tr.sizes.sum()) // 4
     assert 0 <= run_lru(tr, cap) <= run_belady(tr, cap) and run_spec(tr, cap) <= run_belady(tr, cap)
     assert run_lfu(tr, int(tr.sizes.sum())) == run_belady(tr, int(tr.sizes.sum()))     # everything fits
+    assert main(["bench", "storage", "--quick", "--no-decode", "--trace", str(tmp_path / "tr" / "model.npz")]) == 0
+    assert "trace model" in capsys.readouterr().out
     assert main(["bench", "storage", "--quick", "--trace", str(tmp_path / "missing.npz")]) == 2
