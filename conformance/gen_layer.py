@@ -107,31 +107,43 @@ def combine_exact_case() -> CaseSpec:
     """A layer whose expert outputs every conforming implementation computes exactly, so that ``out``
     is compared bit for bit and checks the combine of MODEL-3.3 itself.
 
-    Inputs and the gate and up matrices are small integers (every product and partial sum an integer
-    below 2**24, exact in any order, even in TF32); W_gate x >= 48, so silu(z) = z exactly in binary32
-    and binary64 (1 + exp(-48) rounds to 1); d_ff = 1, so each output feature of an expert is one
-    product h * W_down[i], and W_down holds powers of two from 2**-40 to 2**40. K = 5 (not a power of
-    two) active experts per token: the five products span up to 80 binades, so any other order of the
-    sum (left to right, by magnitude, pairing the padding differently) changes bits.
+    Every input is a power of two in [1, 8]; every row of W_gate and W_up has one non-zero entry, a
+    power of two (W_gate's at least 64), so each product and partial sum of the expert's matrix
+    products is a power of two or zero: exact in binary32, binary64, TF32 and bfloat16 alike, in any
+    order. W_gate x >= 64, so silu(z) = z exactly (1 + exp(-64) rounds to 1). d_ff = 1, so output
+    feature i of an expert is one product h * W_down[i], with W_down = +-2**k, k in [-40, 40]. Each
+    token has K = 5 (not a power of two) active experts, whose products gate * y span up to 80
+    binades: any other order of the sum (left to right, by magnitude, another pairing) changes bits.
     """
     cfg = model_config(tiers=((1, 7, 1),), k=(1, 1, 5), layers=1)
     w = layer_weights(cfg, 0, (0,))
     p = "layers.0.tiers.tier_0"
-    u = [uniform(f"layer.combine.{k}", shape) for k, shape in (("gate", (1, 7, 1, 16)), ("up", (1, 7, 1, 16)),
-                                                                 ("down", (1, 7, 16, 1)), ("x", (12, 16)))]
-    w[f"{p}.w_gate"] = (F32(3.5) + F32(0.5) * np.sign(u[0])).astype(F32)                    # 3 or 4
-    w[f"{p}.w_up"] = np.rint(u[1] * F32(3.49)).astype(F32)                                   # -3 .. 3
-    w[f"{p}.w_down"] = (np.sign(u[2]) * np.ldexp(F32(1), np.rint(u[2] * 40).astype(np.int32))).astype(F32)
-    x = (np.rint(np.abs(u[3]) * F32(7)) + F32(1)).astype(F32)                                 # 1 .. 8
+    d = cfg["d_model"]
+
+    def one_hot(label: str, low: int, high: int) -> np.ndarray:
+        u = uniform(label, (2, 7))
+        pos = np.floor(np.abs(u[0]) * d).astype(np.int64) % d
+        e = low + np.floor(np.abs(u[1]) * (high - low + 1)).astype(np.int64) % (high - low + 1)
+        m = np.zeros((1, 7, 1, d), F32)
+        m[0, np.arange(7), 0, pos] = np.ldexp(F32(1), e.astype(np.int32))
+        return m
+    w[f"{p}.w_gate"] = one_hot("layer.combine.gate", 6, 8)                               # 64 .. 256
+    up = one_hot("layer.combine.up", -2, 2)
+    sign = np.where(uniform("layer.combine.upsign", (1, 7, 1, 1)) < 0, F32(-1), F32(1))
+    w[f"{p}.w_up"] = (up * sign + F32(0)).astype(F32)                                        # +-0.25 .. +-4; +0.0
+    u = uniform("layer.combine.down", (1, 7, d, 1))
+    w[f"{p}.w_down"] = (np.sign(u) * np.ldexp(F32(1), np.rint(u * 40).astype(np.int32))).astype(F32)
+    x = np.ldexp(F32(1), np.floor(np.abs(uniform("layer.combine.x", (12, d))) * 4).astype(np.int32)).astype(F32)
 
     def check(o):
         assert (o["route.count"] == 5).all(), "every token should have five active experts"
     return CaseSpec("layer/combine-exact-k5",
                     "K = 5 active experts per token (one tier of 7 experts, k = (1, 1, 5)) whose outputs are exact "
-                    "by construction (integer inputs and gate/up weights, silu saturated at z >= 48, d_ff = 1, "
-                    "W_down powers of two from 2**-40 to 2**40): the products gate * y span up to 80 binades, and "
-                    "`out` is compared bit for bit. The tree sum of MODEL-3.3 over the five slots padded to eight "
-                    "with -0.0 is the only conforming order; summing left to right gives other bits.",
+                    "in any floating-point format and order by construction (inputs and weights powers of two, one "
+                    "non-zero entry per row of W_gate and W_up, silu saturated at z >= 64, d_ff = 1, W_down = "
+                    "+-2**k for k in [-40, 40]): the products gate * y span up to 80 binades, and `out` is compared "
+                    "bit for bit. The tree sum of MODEL-3.3 over the five slots padded to eight with -0.0 is the "
+                    "only conforming order; summing left to right gives other bits.",
                     ["MODEL-3.3", "MODEL-3.4", "MODEL-4.1", "HSER-6.5", "OVW-2.2"], "moe_layer",
                     {"layer": 0, "tierset": [0], "seed": 0}, {"x": x, **w}, config=cfg, check=check)
 
