@@ -228,7 +228,7 @@ def main() -> int:
             for f in FRACTIONS:
                 sm = open_streaming(ck, device=device, cache_gpu=int(f * total), prefetch=False)
                 try:
-                    generate_streaming(sm, prompt, 2, keep=False)                # warm: host cache filled
+                    generate_streaming(sm, prompt, new, keep=False)      # warm: host cache holds every unit used
                     for c in sm.store.metrics.classes:
                         c.hits = c.misses = c.bytes_moved = 0
                     torch.cuda.synchronize()
