@@ -47,7 +47,8 @@ class StreamingModel:
 
 
 def streaming_model(source, device="cpu", cache_gpu: int | None = None, cache_host: int | None = None,
-                    half_life: int | None = None, workers: int = 4, prefetch: bool = True) -> StreamingModel:
+                    half_life: int | None = None, workers: int = 4, prefetch: bool = True,
+                    device_cache: bool = False) -> StreamingModel:
     """A StreamingModel over a source (``CheckpointSource`` or ``MemorySource``)."""
     cfg, tier_ids = source.cfg, source.tier_ids
     device = torch.device(device)
@@ -66,7 +67,7 @@ def streaming_model(source, device="cpu", cache_gpu: int | None = None, cache_ho
                 rw[f"{p}.{k}"] = (weight_tensor(rw_all, f"{p}.{k}", s, device, torch.float32) if t in tier_ids
                                   else torch.zeros(s, dtype=torch.float32, device=device))
         layers.append(MoELayer(cfg, layer, tier_ids, load_router(cfg, rw, layer, device), {}))
-    store = ExpertStore(source, device, cache_gpu, cache_host, half_life, workers, prefetch)
+    store = ExpertStore(source, device, cache_gpu, cache_host, half_life, workers, prefetch, device_cache)
     return StreamingModel(cfg, tier_ids, Model(cfg, tier_ids, dense, tuple(layers), device), store)
 
 

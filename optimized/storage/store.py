@@ -130,7 +130,9 @@ class ExpertStore:
     """Serves expert units from a source through a host cache and (on CUDA) a GPU cache."""
 
     def __init__(self, source, device="cpu", cache_gpu: int | None = None, cache_host: int | None = None,
-                 half_life: int | None = None, workers: int = 4, prefetch: bool = True):
+                 half_life: int | None = None, workers: int = 4, prefetch: bool = True, device_cache: bool = False):
+        """``device_cache``: on a CPU, also run the device-cache level (named ``device``, copies by
+        ``clone``) so the two-level logic of CUDA can be tested without a GPU; always on with CUDA."""
         self.source = source
         self.cfg = source.cfg
         self.units = source.units
@@ -138,11 +140,13 @@ class ExpertStore:
         self.sizes = self.units.sizes()
         total = sum(self.sizes)
         self.cuda = self.device.type == "cuda"
+        self.two = self.cuda or device_cache                  # a device cache above the host cache
+        self.top = "gpu" if self.cuda else "device"
         self.pin = torch.cuda.is_available()
         self.host_cap = total if cache_host is None else int(cache_host)
-        self.gpu_cap = (total if cache_gpu is None else int(cache_gpu)) if self.cuda else None
+        self.gpu_cap = (total if cache_gpu is None else int(cache_gpu)) if self.two else None
         self.host_policy = CachePolicy(self.sizes, self.host_cap, half_life)
-        self.gpu_policy = CachePolicy(self.sizes, self.gpu_cap, half_life) if self.cuda else None
+        self.gpu_policy = CachePolicy(self.sizes, self.gpu_cap, half_life) if self.two else None
         self.host: dict[int, Unit] = {}
         self.gpu: dict[int, Unit] = {}
         self.pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="lite-llm-store")
@@ -151,7 +155,7 @@ class ExpertStore:
         self.staging: OrderedDict[int, Future] = OrderedDict()
         self.last_request: dict[int, int] = {}           # layer -> units its last step requested
         self.lock = threading.Lock()
-        classes = ([ClassStats("gpu", self.gpu_cap)] if self.cuda else []) + [ClassStats("host", self.host_cap),
+        classes = ([ClassStats(self.top, self.gpu_cap)] if self.two else []) + [ClassStats("host", self.host_cap),
                                                                               ClassStats(source.storage_class)]
         self.metrics = StorageMetrics(classes, hash_source=getattr(source, "hash_source", ""))
         self.trace: list[list[int]] = []                 # the units of every step, as the policies saw them
@@ -192,6 +196,8 @@ class ExpertStore:
 
     def _to_gpu(self, host: Unit, unit: int) -> Unit:
         info = self.units.info(unit)
+        if not self.cuda:                                     # the CPU stand-in of the device level
+            return Unit(host.buf.clone(), self.cfg.d_model, info.d_ff)
         with torch.cuda.stream(self.copy_stream):
             g = torch.empty(host.buf.shape, dtype=torch.float32, device=self.device)
             g.copy_(host.buf, non_blocking=True)
@@ -208,7 +214,7 @@ class ExpertStore:
         self.metrics.steps += 1
         self.last_request[layer] = len(units)
         host_dec = self.host_policy.step(units)
-        gpu_dec = self.gpu_policy.step(units) if self.cuda else None
+        gpu_dec = self.gpu_policy.step(units) if self.two else None
         for u in host_dec.evicted:
             self.host.pop(u, None)
         if gpu_dec is not None:
@@ -216,7 +222,7 @@ class ExpertStore:
                 self.gpu.pop(u, None)
         hs = self.metrics.by_name("host")
         src = self.metrics.by_name(self.source.storage_class)
-        gs = self.metrics.by_name("gpu") if self.cuda else None
+        gs = self.metrics.by_name(self.top) if self.two else None
         handle = StepHandle(self)
         for i, u in enumerate(units):
             size = self.sizes[u]

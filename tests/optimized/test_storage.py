@@ -90,6 +90,29 @@ def test_generation_from_disk_is_bit_identical_at_every_cache_size(ckpt, fractio
         sm.close()
 
 
+@pytest.mark.parametrize("gpu,host", [(0.05, 0.25), (0.25, 0.05), (0.0, 1.0)])
+def test_two_cache_levels_hold_what_the_policy_says(ckpt, gpu, host):
+    """PLACE-4.8: the device cache (the CUDA level, here its CPU stand-in) above the host cache, each
+    running the policy with its own capacity over the same steps; bits unchanged (PLACE-1.3)."""
+    cfg, _ = model()
+    total = expert_total(cfg)
+    sm = open_streaming(ckpt, cache_gpu=int(gpu * total), cache_host=int(host * total), device_cache=True)
+    try:
+        assert_identical(generate_streaming(sm, PROMPT, NEW))
+        st = sm.store
+        offs = np.cumsum([0] + [len(s) for s in st.trace])
+        units = [u for s in st.trace for u in s]
+        for cache, cap in ((st.gpu, st.gpu_cap), (st.host, st.host_cap)):
+            want = simulate(offs, units, st.sizes, cap)["resident"][-1]
+            assert set(cache) == set(np.flatnonzero(want).tolist())
+        m = st.sync_metrics()
+        dev, hst = m.by_name("device"), m.by_name("host")
+        assert hst.hits + hst.misses == dev.misses                    # the host serves the device's misses
+        assert dev.hits + dev.misses == len(units)
+    finally:
+        sm.close()
+
+
 def test_sidecar_hashes_and_memory_source(ckpt):
     """PLACE-4.10: with the sidecar no shard is read whole at open; a memory source gives the same bits."""
     cfg, w = model()
