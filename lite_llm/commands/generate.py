@@ -181,6 +181,10 @@ def run_optimized(args) -> int:
     notes = []
     if device == "cpu" and gpu is not None:
         notes.append("no GPU: --cache-gpu ignored; host memory is the fast tier")
+    if getattr(source, "hash_source", "") == "hash pass":
+        notes.append("the checkpoint has no expert-hashes.json: each shard of the TierSet was read once to hash its "
+                     "blocks (PLACE-4.10); write the sidecar once with lite_llm.optimized.storage.sources."
+                     "write_expert_hashes(DIR_OR_URL) to open without reading whole shards")
     if args.half_life == 0:
         raise UsageError("--half-life must be at least 1")
     sm = streaming_model(source, device, gpu, host, args.half_life, prefetch=not args.no_prefetch)
