@@ -191,3 +191,16 @@ def test_s3_server_serves_the_checkpoint(tmp_path):
             sm.close()
     finally:
         server.stop()
+
+
+def test_cli_generate_from_a_url(http_ckpt, capsys):
+    """``lite-llm generate --checkpoint http://...``: the streaming path is chosen for a URL (PLACE-1.3)."""
+    from lite_llm.cli import main
+    from tests.optimized.test_storage import baseline
+
+    srv, url = http_ckpt
+    assert main(["generate", "--prompt", ",".join(map(str, PROMPT)), "--max-new", str(NEW), "--checkpoint", url,
+                 "--cache-host", "10%"]) == 0
+    out = capsys.readouterr()
+    assert out.out.strip() == ",".join(map(str, baseline()[0])) and "object" in out.err
+    assert main(["generate", "--prompt", "1", "--checkpoint", url + "-missing"]) == 2
