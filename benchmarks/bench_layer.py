@@ -448,7 +448,7 @@ class UsualDecoder:
 
 
 def bench_e2e(device, quick: bool) -> dict:
-    from lite_llm.optimized.decode import Decoder
+    from lite_llm.optimized.decode import Decoder, greedy_device
     from lite_llm.optimized.model import load_model
 
     cfg = e2e_config(quick)
@@ -487,29 +487,91 @@ def bench_e2e(device, quick: bool) -> dict:
                                           "same tokens across runs": toks == toks2}))
         return toks
 
-    for graphs in ([True, False] if cuda else [False]):
-        dec = Decoder(m, 0, P + N + 32, graphs=graphs)
-        t = measure(f"ours: exact router + experts + combine, KV cache{', MoE as CUDA graphs' if graphs else ', eager'}",
-                    lambda: dec.generate(prompt, N), lambda: dec.forward(prompt), dec.reset,
-                    lambda x: dec.forward(x))
-        meta.setdefault("ours_tokens", t[:16])
-    usual = UsualDecoder(m, w, P + N + 32)
+    def attempt(name, fn):
+        try:
+            fn()
+        except Exception as e:                                        # reported, not fatal
+            rows.append(dict(method=name, note=f"ERROR {type(e).__name__}: {str(e)[:300]}"))
+
+    cap = P + N + 32
+    modes = [("eager", dict(graphs=False))] + ([("MoE blocks as CUDA graphs", dict(graphs=True)),
+                                                ("each step one CUDA graph", dict(graphs=True, step_graph=True))]
+                                               if cuda else [("each step one step function", dict(step_graph=True))])
+    for label, kw in modes:
+        def ours(label=label, kw=kw):
+            dec = Decoder(m, 0, cap, **kw)
+            if dec.stepper is not None:
+                st = dec.stepper
+
+                def steps(x):
+                    st.step()
+
+                def prefill():
+                    st.clear()
+                    lg = dec.forward(prompt)[-1]
+                    st.start(*greedy_device(lg), P)
+                t = measure(f"ours: exact router + experts + combine, KV cache, {label}",
+                            lambda: dec.generate(prompt, N), prefill, lambda: None, steps)
+            else:
+                t = measure(f"ours: exact router + experts + combine, KV cache, {label}",
+                            lambda: dec.generate(prompt, N), lambda: dec.forward(prompt), dec.reset,
+                            lambda x: dec.forward(x))
+            meta.setdefault("ours_tokens", {})[label] = t
+        attempt(f"ours, {label}", ours)
+
+    usual = UsualDecoder(m, w, cap)
 
     def reset_u():
         usual.cache.length = 0
-    t = measure("usual: float top-k router, _grouped_mm, index_add_, argmax; same dense code and KV cache",
+
+    def usual_eager():
+        measure("usual: float top-k router, _grouped_mm, index_add_, argmax; same dense code and KV cache, eager",
                 lambda: usual.generate(prompt, N), lambda: usual.forward(prompt), reset_u, lambda x: usual.forward(x))
+    attempt("usual, eager", usual_eager)
     meta["usual_experts"] = usual.grouped
     if hasattr(usual, "grouped_error"):
         meta["usual_grouped_mm_error"] = usual.grouped_error
-    base = rows[-1]["decode tok/s"]
+    base = rows[-1].get("decode tok/s", float("nan"))
+
+    if cuda:
+        def usual_graph():
+            from lite_llm.optimized.decode import StepGraph
+            from lite_llm.optimized.model import rope_tables
+
+            rope = rope_tables(cap, cfg.d_model // cfg.n_heads, cfg.rope_theta, m.device)
+            st = StepGraph(m, usual.cache, rope, lambda l, x: usual.moe(l, x),
+                           greedy_fn=lambda lg: (torch.argmax(lg).reshape(1),
+                                                 torch.full((1,), -1, dtype=torch.int64, device=lg.device)))
+
+            def gen():
+                st.clear()
+                lg = usual.forward(prompt)[-1]
+                st.start(torch.argmax(lg).reshape(1), torch.full((1,), -1, dtype=torch.int64, device=device), P)
+                for _ in range(N - 1):
+                    st.step()
+                return st.toks[:N].tolist()
+
+            def prefill():
+                st.clear()
+                lg = usual.forward(prompt)[-1]
+                st.start(torch.argmax(lg).reshape(1), torch.full((1,), -1, dtype=torch.int64, device=device), P)
+            measure("usual, each step one CUDA graph", gen, prefill, lambda: None, lambda x: st.step())
+        attempt("usual, each step one CUDA graph", usual_graph)
+
+    eager_usual = next((r for r in rows if r["method"].startswith("usual") and "eager" in r["method"]
+                        and "decode tok/s" in r), None)
+    graph_usual = next((r for r in rows if r["method"].startswith("usual, each step") and "decode tok/s" in r), None)
     for r in rows:
-        r["x usual (decode tok/s)"] = r["decode tok/s"] / base
+        if "decode tok/s" in r:
+            r["x usual (decode tok/s)"] = r["decode tok/s"] / base
+            if graph_usual is not None:
+                r["x usual graph"] = r["decode tok/s"] / graph_usual["decode tok/s"]
+    meta["usual_eager_tok_s"] = eager_usual and eager_usual["decode tok/s"]
     return {"scenario": "E2E decode", "device": device_name(device), "meta": meta, "rows": rows}
 
 
-E2E_COLUMNS = ["method", "prefill ms", "decode ms/token", "decode tok/s", "x usual (decode tok/s)",
-               "same tokens across runs"]
+E2E_COLUMNS = ["method", "prefill ms", "decode ms/token", "decode tok/s", "x usual (decode tok/s)", "x usual graph",
+               "same tokens across runs", "note"]
 
 
 def run(scenarios, device: str, quick: bool, json_path: str | None) -> int:

@@ -161,6 +161,7 @@ class GraphMoE:
             out = combine_triton(r.gate, r.count, y, out_dtype=x.dtype)
             self.flag.logical_or_(bad.any())
             return out, r
+        self.body = body                # (for capture inside a larger graph: ``StepGraph``)
         self._replays = _Replays(moe.cfg.d_model, moe.router.device, body, sizes, graphs)
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, RouteResult]:
@@ -227,6 +228,104 @@ def attention_cached(m: Model, layer: int, a: torch.Tensor, cache: KVCache, cos:
     return (o.transpose(1, 2).reshape(1, T, d) @ w[f"{p}.wo"].T)[0]
 
 
+def attention_static(m: Model, layer: int, a: torch.Tensor, cache: KVCache, cos: torch.Tensor, sin: torch.Tensor,
+                     pos: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+    """``attention_cached`` for one new position whose index ``pos`` (1,) is a device tensor, over the
+    cache's whole capacity with later positions masked (``masked`` (capacity,) bool): every shape is
+    static, so a decode step can be captured once and replayed. The softmax then runs over the
+    capacity (the masked scores are -inf, weight +0.0), a different summation from the cached step's:
+    within MODEL-4.3, not the same bits."""
+    cfg, w = m.cfg, m.dense
+    d = a.shape[1]
+    H = cfg.n_heads
+    dh = d // H
+    p = f"layers.{layer}.attn"
+    a = a[None]                                                               # (1, 1, d)
+
+    def heads(z):
+        return z.view(1, 1, H, dh).transpose(1, 2)                            # (1, H, 1, dh)
+
+    q = apply_rope(heads(a @ w[f"{p}.wq"].T), cos, sin)
+    k = apply_rope(heads(a @ w[f"{p}.wk"].T), cos, sin)
+    v = heads(a @ w[f"{p}.wv"].T)
+    cache.k[layer].index_copy_(1, pos, k[0])
+    cache.v[layer].index_copy_(1, pos, v[0])
+    s = (q @ cache.k[layer][None].transpose(-1, -2)) * (1.0 / dh ** 0.5)       # (1, H, 1, capacity)
+    s = s.masked_fill(masked, float("-inf"))
+    o = torch.softmax(s, dim=-1) @ cache.v[layer][None]                       # (1, H, 1, dh)
+    return (o.transpose(1, 2).reshape(1, 1, d) @ w[f"{p}.wo"].T)[0]
+
+
+class StepGraph:
+    """One decode position of a whole model as a single CUDA graph: token and position live on the
+    device, the step writes its keys and values into the cache, runs every layer (``moe_fn(layer, x)``
+    for the MoE block), makes the greedy choice (``greedy_fn``), stores it and advances; the host only
+    replays. Without CUDA (``graphs=False``) the same step runs eagerly (how the CPU tests check it)."""
+
+    def __init__(self, m: Model, cache: KVCache, rope: tuple, moe_fn: Callable, greedy_fn: Callable | None = None,
+                 graphs: bool | None = None):
+        dev = m.device
+        self.m, self.cache, self.rope, self.moe_fn = m, cache, rope, moe_fn
+        self.greedy_fn = greedy_fn or greedy_device
+        C = cache.capacity
+        i64 = torch.int64
+        self.tok, self.pos, self.i = (torch.zeros((1,), dtype=i64, device=dev) for _ in range(3))
+        self.toks = torch.zeros((C,), dtype=i64, device=dev)           # generated ids, in order
+        self.nans = torch.full((C,), -1, dtype=i64, device=dev)        # first NaN logit id per step, -1 none
+        self.cols = torch.arange(C, device=dev)
+        self.graphs = (dev.type == "cuda") if graphs is None else bool(graphs)
+        self.graph = None
+        if self.graphs:
+            s = torch.cuda.Stream(dev)
+            s.wait_stream(torch.cuda.current_stream(dev))
+            with torch.cuda.stream(s):
+                self.body()                                             # compiles; its writes are undone below
+            torch.cuda.current_stream(dev).wait_stream(s)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.body()
+            self.clear()
+
+    def clear(self) -> None:
+        for t in (*self.cache.k, *self.cache.v, self.tok, self.pos, self.i, self.toks):
+            t.zero_()
+        self.nans.fill_(-1)
+        self.cache.length = 0
+
+    def body(self) -> None:
+        cfg, w = self.m.cfg, self.m.dense
+        cos, sin = self.rope[0].index_select(0, self.pos), self.rope[1].index_select(0, self.pos)
+        masked = self.cols > self.pos
+        with ieee_float32():
+            h = w["embed"].index_select(0, self.tok)                                    # (1, d)
+            for layer in range(cfg.n_layers):
+                a = rms_norm(h, w[f"layers.{layer}.attn_norm"], cfg.norm_eps)
+                h = h + attention_static(self.m, layer, a, self.cache, cos, sin, self.pos, masked)
+                x = rms_norm(h, w[f"layers.{layer}.ffn_norm"], cfg.norm_eps)
+                h = h + self.moe_fn(layer, x)
+            self.logits = rms_norm(h, w["final_norm"], cfg.norm_eps) @ w["lm_head"].T      # (1, V)
+        nxt, nan = self.greedy_fn(self.logits[0])
+        self.toks.index_copy_(0, self.i, nxt)
+        self.nans.index_copy_(0, self.i, nan)
+        self.tok.copy_(nxt)
+        self.pos.add_(1)
+        self.i.add_(1)
+
+    def step(self) -> None:
+        if self.graph is not None:
+            self.graph.replay()
+        else:
+            self.body()
+
+    def start(self, first: torch.Tensor, first_nan: torch.Tensor, pos: int) -> None:
+        """After a prefill of ``pos`` positions whose greedy choice is ``first`` (1,)."""
+        self.toks[:1].copy_(first)
+        self.nans[:1].copy_(first_nan)
+        self.tok.copy_(first)
+        self.pos.fill_(pos)
+        self.i.fill_(1)
+
+
 @dataclass
 class Decoder:
     """Greedy decoding of one sequence on a loaded model with a KV cache (MODEL-5.1, MODEL-5.4).
@@ -240,6 +339,7 @@ class Decoder:
     graphs: bool | None = None
     backend: str = "auto"
     sizes: Sequence[int] = SIZE_BUCKETS
+    step_graph: bool = False            # generate's steps as one CUDA graph per position (``StepGraph``)
     cache: KVCache = field(init=False)
     moes: list = field(init=False)
     _rope: tuple = field(init=False)
@@ -254,6 +354,12 @@ class Decoder:
         self.moes = [GraphMoE(self.m.moe[l], self.seed, self.sizes) for l in range(cfg.n_layers)] if self.graphs \
             else []
         self._rope = rope_tables(self.capacity, cfg.d_model // cfg.n_heads, cfg.rope_theta, dev)
+        self.stepper = None
+        if self.step_graph:
+            moe_fn = (lambda l, x: self.moes[l].body(x)[0]) if self.moes else \
+                (lambda l, x: moe_forward(self.m.moe[l], x.contiguous(), self.seed, self.backend)[0])
+            self.stepper = StepGraph(self.m, self.cache, self._rope, moe_fn,
+                                     graphs=dev.type == "cuda" and bool(self.moes))
 
     def reset(self) -> None:
         self.cache.length = 0
@@ -304,6 +410,8 @@ class Decoder:
         prompt = prompt.to(self.m.device)
         if n == 0:
             return []
+        if self.stepper is not None:
+            return self._generate_steps(prompt, n)
         out = torch.empty((n,), dtype=torch.int64, device=self.m.device)
         first_nan = torch.full((n,), -1, dtype=torch.int64, device=self.m.device)
         logits = self.forward(prompt)[-1]
@@ -311,7 +419,22 @@ class Decoder:
             out[i:i + 1], first_nan[i:i + 1] = greedy_device(logits)
             if i + 1 < n:
                 logits = self.forward(out[i:i + 1])[0]
-        tokens, nan = out.tolist(), first_nan.tolist()
+        return self._finish(out.tolist(), first_nan.tolist())
+
+    def _generate_steps(self, prompt: torch.Tensor, n: int) -> list[int]:
+        """``generate`` with each new position one replay of ``StepGraph``."""
+        st = self.stepper
+        st.clear()
+        logits = self.forward(prompt)[-1]
+        first, first_nan = greedy_device(logits)
+        st.start(first, first_nan, prompt.shape[0])
+        for _ in range(n - 1):
+            st.step()
+        self.cache.length = prompt.shape[0] + n - 1
+        return self._finish(st.toks[:n].tolist(), st.nans[:n].tolist())
+
+    def _finish(self, tokens: list[int], nan: list[int]) -> list[int]:
+        """The deferred checks, before anything is returned: non-finite router inputs, NaN logits."""
         self.check()
         for v in nan:
             if v >= 0:

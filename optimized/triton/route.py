@@ -1,6 +1,7 @@
 """The exact router on the Triton kernels: one flat level (``route_flat``) and the three HSER levels
 (``route_levels_triton``); a level is a products launch (``quantize``) and an epilogue launch
-(``softmax_topk``), with two small bucketing launches (``bucketing``) between bucketed levels.
+(``softmax_topk``), with two small bucketing launches (``bucketing``) between bucketed levels, or
+none when a level has at most ``DIRECT_SLOTS`` slots (one block per slot, ``direct_buckets``).
 Nothing here waits for the device."""
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from lite_llm.spec.errors import NonFiniteError
 
 from ..router_types import MAX_CANDIDATES, LevelOutputs
 from ..validate import first_bad_message
-from .bucketing import plan_buckets
+from .bucketing import Buckets, plan_buckets
 from .primitives import _pow2
 from .quantize import BUCKET_CONFIG, bucket_products, level_products
 from .softmax_topk import softmax_topk
@@ -42,6 +43,27 @@ def _all_rows(n: int, device) -> torch.Tensor:
     if key not in _ALL_ROWS:
         _ALL_ROWS[key] = torch.arange(n, dtype=torch.int32, device=device)
     return _ALL_ROWS[key]
+
+
+def _ones(n: int, device) -> torch.Tensor:
+    """ones(n) int32 on ``device``, made once."""
+    key = ("ones", n, str(device))
+    if key not in _ALL_ROWS:
+        _ALL_ROWS[key] = torch.ones(n, dtype=torch.int32, device=device)
+    return _ALL_ROWS[key]
+
+
+DIRECT_SLOTS = 32   # a bucketed level with at most this many slots gives each slot its own block
+
+
+def direct_buckets(mat: torch.Tensor) -> Buckets:
+    """One block per slot, in slot order (no bucketing launches): for levels with few slots (decode),
+    where sorting by matrix costs more launches than re-reading a matrix's rows once per slot. A
+    slot's logits do not depend on its block (exact integer products, HSER-7.4), so the bits are
+    those of the bucketed path."""
+    n = mat.numel()
+    rows = _all_rows(n, mat.device)
+    return Buckets(rows, rows, _ones(n, mat.device), mat)
 
 
 def route_flat(h: torch.Tensor, rows, keys: torch.Tensor, k: int, hidden_limbs: int = 2,
@@ -137,7 +159,15 @@ def route_levels_triton(h: torch.Tensor, router, cands: tuple[int, ...], seed: i
     c = tables["cands"]
     g_row0, g_n, e_row0, e_n = tables["g_row0"], tables["g_n"], tables["e_row0"], tables["e_n"]
     n_tiers, n_mat3 = cfg.n_tiers, e_row0.numel()
-    counts = torch.zeros((n_tiers + n_mat3,), dtype=torch.int32, device=dev)        # slots per matrix, levels 2, 3
+    n2 = T * k1
+    n3 = n2 * k2
+    direct2, direct3 = n2 <= DIRECT_SLOTS, n3 <= DIRECT_SLOTS
+    if direct2 and direct3:                     # the counts feed no plan: a scratch buffer, never read
+        counts = tables.get("scratch")
+        if counts is None:
+            counts = tables["scratch"] = torch.zeros((n_tiers + n_mat3,), dtype=torch.int32, device=dev)
+    else:
+        counts = torch.zeros((n_tiers + n_mat3,), dtype=torch.int32, device=dev)    # slots per matrix, levels 2, 3
     counts2, counts3 = counts[:n_tiers], counts[n_tiers:]
 
     # Level 1 (HSER-7.1), fused with quantization: candidates are the TierSet's rows only. Its
@@ -151,16 +181,14 @@ def route_levels_triton(h: torch.Tensor, router, cands: tuple[int, ...], seed: i
 
     # Level 2 (HSER-7.2): slot (token, a) reads tier chosen_tiers[token, a]'s group matrix; its
     # epilogue names matrix (t, g) = group_offset[t] + g for level 3 and counts those.
-    n2 = T * k1
-    b2 = plan_buckets(mat2, pos2, counts2, bucket_cfg["BLOCK_T"])
+    b2 = direct_buckets(mat2) if direct2 else plan_buckets(mat2, pos2, counts2, bucket_cfg["BLOCK_T"])
     z2 = bucket_products(qh, ql, sx, k1, b2, n2, router.group, g_row0, g_n, _pow2(g_max, 16), rc.hidden_limbs,
                          bucket_cfg)
     group_probs, chosen_groups, _, mat3, pos3 = softmax_topk(
         z2, k2, keys.group_rank, g_max, row_mat=mat2, mat_n=g_n, mat_row0=g_row0, counts=counts3)
 
     # Level 3 (HSER-7.3): slot (token, a, b) reads matrix mat3.
-    n3 = n2 * k2
-    b3 = plan_buckets(mat3, pos3, counts3, bucket_cfg["BLOCK_T"])
+    b3 = direct_buckets(mat3) if direct3 else plan_buckets(mat3, pos3, counts3, bucket_cfg["BLOCK_T"])
     z3 = bucket_products(qh, ql, sx, k1 * k2, b3, n3, router.expert, e_row0, e_n, _pow2(e_max, 16), rc.hidden_limbs,
                          bucket_cfg)
     expert_probs, chosen_experts, _, _, _ = softmax_topk(z3, k3, keys.expert_rank, e_max, row_mat=mat3,

@@ -227,3 +227,20 @@ def test_cached_decoding_on_cuda_matches_the_uncached_forward():
         assert float((step - ref).abs().max() / ref.abs().max()) <= 1e-4
     assert generate(cfg, m, [3, 17, 250, 9], 8, (0, 1, 2), seed=0, device="cuda") == \
         generate(cfg, m, [3, 17, 250, 9], 8, (0, 1, 2), seed=0, device="cuda", cache=False)
+
+
+def test_step_graph_decoding_on_cuda():
+    """Each decode position as one CUDA graph replay: the uncached generation's tokens, logits within MODEL-4.3."""
+    from lite_llm.optimized.decode import Decoder
+    from lite_llm.optimized.generate import generate
+    from lite_llm.optimized.model import forward
+
+    cfg, m = tiny_cuda_model()
+    prompt = [3, 17, 250, 9]
+    dec = Decoder(m, 0, 32, step_graph=True)
+    assert dec.stepper is not None and dec.stepper.graph is not None
+    toks = dec.generate(torch.tensor(prompt, device="cuda"), 8)
+    assert toks == generate(cfg, m, prompt, 8, (0, 1, 2), seed=0, device="cuda", cache=False)
+    ref = forward(cfg, m, prompt + toks[:-1], (0, 1, 2), seed=0).logits[-1]
+    assert float((dec.stepper.logits[0] - ref).abs().max() / ref.abs().max()) <= 1e-4
+    assert dec.generate(torch.tensor(prompt, device="cuda"), 8) == toks

@@ -173,3 +173,19 @@ def test_padding_to_a_bucket_changes_no_bit_under_the_interpreter():
     assert lines, p.stderr[-3000:]
     res = json.loads(lines[-1])
     assert res == {"out": True, "route": True, "router": True, "flag": True, "flat": True}, res
+
+
+def test_static_step_matches_the_uncached_forward():
+    """StepGraph's step (static shapes: attention over the whole capacity, masked; run eagerly on the
+    CPU, replayed from one CUDA graph on a GPU): same tokens as the uncached generation, last logits
+    within MODEL-4.3."""
+    cfg, m = tiny_model(0)
+    prompt = [3, 17, 250, 9]
+    dec = Decoder(m, 0, 16, step_graph=True)
+    toks = dec.generate(torch.tensor(prompt), 7)
+    assert toks == generate(cfg, m, prompt, 7, TIERS, seed=0, cache=False)
+    ref = forward(cfg, m, torch.tensor(prompt + toks[:-1]), TIERS, seed=0).logits[-1]
+    err = rel(dec.stepper.logits[0], ref)
+    print(f"static step vs uncached forward: relative difference {err:.2e}")
+    assert err <= 1e-4
+    assert dec.generate(torch.tensor(prompt), 7) == toks                       # a second generation, same cache
