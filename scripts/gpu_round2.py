@@ -51,7 +51,7 @@ def main() -> int:
     start = time.time()
     q = ["--quick"] if a.quick else []
     dev = ["--device", "cuda"] if not a.quick else []
-    limits = {"tests": 75, "probe": 30, "S5": 80, "S4": 110, "E2E": 90, "router": 110, "moe": 90}
+    limits = {"tests": 60, "probe": 30, "S5": 80, "S4": 110, "E2E": 90, "router": 110, "moe": 90}
     for step in a.steps.split(","):
         left = a.budget - (time.time() - start)
         if left < 15:
@@ -61,7 +61,7 @@ def main() -> int:
         js = out / f"{step}.json"
         if step == "tests":
             T = "tests/optimized"
-            cmd = python_m("pytest", "-q", "--tb=short", "-p", "no:cacheprovider", "--maxfail=10",
+            cmd = python_m("pytest", "-v", "--tb=short", "-p", "no:cacheprovider", "--maxfail=10",
                            f"{T}/test_cuda.py", f"{T}/test_kv_cache.py", "-k", a.tests or "not interpreter",
                            f"--junitxml={out / 'junit.xml'}")
         elif step in ("probe", "S5", "S4", "E2E"):
