@@ -18,7 +18,8 @@ E2E greedy decode of a whole model (``decode.Decoder``: KV cache, graph-replayed
     the same architecture with the usual pieces (same dense code and cache, a flat float top-k router,
     ``_grouped_mm`` experts, ``index_add_`` combine, argmax); prefill and decode reported separately.
 probe whether ``torch._grouped_mm`` is batch-invariant for the S3 shapes (bits of rows of one group
-    independent of the other groups' sizes and of the group's position).
+    independent of the other groups' sizes, of the group's position among the groups, of the rows'
+    order within the group and of the group's size).
 
 Every timed "ours" configuration is run once more on each rotated input after timing and its output
 checked bit for bit: the routing record against the torch path's (whole input) and the reference's
@@ -317,10 +318,11 @@ def probe_grouped_mm(device, quick: bool) -> dict:
     g = torch.Generator(device=device).manual_seed(9)
     for K, N in shapes:
         E = 8
-        w = (torch.randn((E, K, N), generator=g, device=device) * K ** -0.5).to(dtype)
+        w_nk = (torch.randn((E, N, K), generator=g, device=device) * K ** -0.5).to(dtype)   # (E, N, K) as stored
+        wt = lambda idx: w_nk[idx].transpose(1, 2)          # (G, K, N) column-major, as bench_moe passes  # noqa: E731
         rows = torch.randn((37, K), generator=g, device=device).to(dtype)
         try:
-            want = torch._grouped_mm(rows, w[:1], offs=torch.tensor([37], dtype=torch.int32, device=device))
+            want = torch._grouped_mm(rows, wt([0]), offs=torch.tensor([37], dtype=torch.int32, device=device))
             same, cases = True, 0
             for others in ([1], [5, 300], [4000, 1], [128, 128, 128], [9000]):
                 for where in range(len(others) + 1):
@@ -330,13 +332,20 @@ def probe_grouped_mm(device, quick: bool) -> dict:
                     x = torch.cat(parts)
                     offs = torch.cumsum(torch.tensor(sizes, device=device), 0).to(torch.int32)
                     gi = where                                           # the group index of our rows
-                    wsel = torch.cat([w[1:1 + where], w[:1], w[1 + where:1 + len(others)]]) \
-                        if len(others) + 1 <= E else w[:len(sizes)]
-                    out = torch._grouped_mm(x, wsel, offs=offs)
+                    idx = list(range(1, 1 + where)) + [0] + list(range(1 + where, 1 + len(others)))
+                    out = torch._grouped_mm(x, wt(idx), offs=offs)
                     start = sum(sizes[:gi])
                     same &= bits_equal(out[start:start + 37], want)
                     cases += 1
-            res["shapes"][f"K={K},N={N}"] = {"batch_invariant": bool(same), "cases": cases}
+            one = lambda x: torch._grouped_mm(x, wt([0]), offs=torch.tensor([x.shape[0]], dtype=torch.int32,  # noqa: E731
+                                                                                device=device))
+            perm = torch.randperm(37, generator=torch.Generator().manual_seed(1)).to(device)
+            more = torch.cat([torch.randn((100, K), generator=g, device=device).to(dtype), rows])
+            within = {"row order within the group": bits_equal(one(rows[perm]), want[perm]),
+                      "group of 20 of the rows": bits_equal(one(rows[:20]), want[:20]),
+                      "rows inside a group of 137": bits_equal(one(more)[100:], want)}
+            same &= all(within.values())
+            res["shapes"][f"K={K},N={N}"] = {"batch_invariant": bool(same), "cases": cases + 3, **within}
         except Exception as e:                                               # reported, not fatal
             res["shapes"][f"K={K},N={N}"] = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
     res["all_invariant"] = all(v.get("batch_invariant", False) for v in res["shapes"].values())
