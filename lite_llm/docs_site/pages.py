@@ -304,6 +304,8 @@ class Site:
                 fence = None if fence and m.group(1).startswith(fence) else (fence or m.group(1))
             elif fence is None:
                 line = re.sub(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)", repl, line)
+                if not line.startswith("#"):
+                    line = self.linkify(line, here)
             out.append(line)
         return "\n".join(out)
 
@@ -482,7 +484,7 @@ class Site:
         unknown = sorted({cid for k in self.cases for cid in k.clauses} - set(self.by_id))
         if unknown:
             lines += ["## Cited ids that are not clauses", "", ", ".join(f"`{u}`" for u in unknown), ""]
-        return page("\n".join(lines))
+        return page("\n".join(lines), meta={"hide": ["navigation", "toc"]})
 
     def run_body(self, run: dict) -> list[str]:
         """One implementation's run of a conformance report, whatever fields it has."""
@@ -606,7 +608,7 @@ class Site:
                        "PASS" if d["conformance"].get("ok") else "FAIL"] for n, d in gpu[:-1]]
             if others:
                 lines += ["### Earlier GPU runs", "", table(["file", "gpu", "date", "result"], others), ""]
-        return page("\n".join(lines))
+        return page("\n".join(lines), meta={"hide": ["navigation"]})
 
     def gpu_runs(self) -> list[tuple[str, dict]]:
         runs = [(n, d) for n, d in self.results.runs.items() if isinstance(d.get("conformance"), dict)]
