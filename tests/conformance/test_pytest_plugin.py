@@ -33,7 +33,10 @@ def test_plugin_adds_nothing_without_an_implementation(tmp_path):
 def test_plugin_runs_the_cases_beside_the_users_tests(tmp_path):
     r = pytest_run(tmp_path, "--lite-llm-impl=reference", "--lite-llm-levels=loss,selection")
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr
-    assert "59 passed" in r.stdout                              # 58 cases and the user's own test
+    from lite_llm.conformance.case import load_cases
+
+    n = len(load_cases(levels=["loss", "selection"]))             # every committed case of the two levels
+    assert f"{n + 1} passed" in r.stdout                          # the cases and the user's own test
 
 
 def test_plugin_reports_failures_skips_and_xfails(tmp_path):
@@ -51,6 +54,19 @@ def test_plugin_reports_failures_skips_and_xfails(tmp_path):
     out = r.stdout
     print(out[-3000:])
     assert r.returncode == 1
-    assert "3 failed, 3 passed, 1 skipped, 1 xfailed" in out          # the user's test is left out (--lite-llm-only)
+    # What the runner itself says of the same cases, in this process: the plugin must agree case for case.
+    from fnmatch import fnmatch
+
+    from lite_llm.conformance.case import ReadLog, load_cases
+    from lite_llm.conformance.runner import run_case
+    from tests.conformance.planted import PlantedRouter
+
+    cases = [c for c in load_cases(levels=["routing"]) if fnmatch(c.id, "routing/op/tree-sum-*")
+             and c.id not in ("routing/op/tree-sum-n3", "routing/op/tree-sum-n5")]
+    statuses = [run_case(PlantedRouter("plus-zero-padding"), c, ReadLog())[0] for c in cases]
+    failed = sum(st != "pass" for st in statuses)
+    assert failed >= 3                                                # the bug is caught, by several cases
+    want = f"{failed} failed, {len(statuses) - failed} passed, 1 skipped, 1 xfailed"
+    assert want in out                                                # the user's test is left out (--lite-llm-only)
     assert "tree-sum-signed-zeros: [HSER-6.5, OVW-2.1] output 'sum'" in out
     assert "rerun: lite-llm conform --impl bugmod:Adapter --case routing/op/tree-sum-signed-zeros" in out
