@@ -68,6 +68,50 @@ def import_package():
     return "source tree"
 
 
+_W: dict = {}
+
+
+def _worker_init(ckpt: str, tier_set, threads: int) -> None:
+    """A serving process: the optimized model on the CPU (spawned, so it never touches CUDA)."""
+    import_package()
+    import torch
+
+    torch.set_num_threads(threads)
+    from lite_llm.optimized.checkpoint import load_checkpoint
+    from lite_llm.optimized.model import load_model
+    from lite_llm.optimized.train.forward import quantized_routers
+
+    cfg, w = load_checkpoint(ckpt, tier_set, verify=False)
+    _W.update(cfg=cfg, m=load_model(cfg, w, tier_set, "cpu"), qr=quantized_routers(cfg, w, tier_set, "cpu"),
+              ts=tuple(tier_set))
+
+
+def _worker_serve(i: int, tok, train: dict, seed: int):
+    """Serve one batch on the CPU; compare with the training routes; margins of the serving side of every
+    difference that is not downstream of another (REC-2.3). Returns (i, serve arrays, primaries, seconds)."""
+    import numpy as np
+    import torch
+
+    from lite_llm.optimized.model import forward
+    from lite_llm.optimized.train.records import Record, diff_records, token_margin
+
+    t0 = time.time()
+    cfg, ts = _W["cfg"], _W["ts"]
+    out = forward(cfg, _W["m"], torch.from_numpy(tok), ts, seed=seed)
+    serve = {f: np.stack([getattr(r, f).numpy() for r in out.routes]) for f in ("tier", "group", "expert", "gate", "count")}
+    meta = {"config_sha256": "", "tier_set": list(ts), "seed": seed}
+    layers = np.arange(cfg.n_layers, dtype=np.int32)
+    rec = lambda a: Record(a["tier"], a["group"], a["expert"], a["gate"], a["count"], layers, meta, tok)  # noqa: E731
+    d = diff_records(rec(train), rec(serve))
+    prim = []
+    for n, layer in d.primary.tolist():
+        xs = out.router_inputs[layer][n]
+        ms = token_margin(_W["qr"][layer], xs, serve["tier"][layer, n], serve["group"][layer, n],
+                          serve["expert"][layer, n], int(serve["count"][layer, n]), ts)
+        prim.append((n, layer, ms, xs.numpy()))
+    return i, serve, prim, time.time() - t0
+
+
 def gpu_config(quick: bool) -> dict:
     if quick:
         return {"spec_version": "0.1", "d_model": 32, "n_layers": 2, "n_heads": 2, "vocab_size": 256, "max_seq_len": 64,
@@ -97,7 +141,7 @@ def main() -> int:
     import torch
 
     from lite_llm.optimized.checkpoint import load_checkpoint, read_manifest
-    from lite_llm.optimized.model import forward, load_model
+    from lite_llm.optimized.model import forward, load_model  # noqa: F401
     from lite_llm.optimized.train.checkpoint_writer import shard_hashes
     from lite_llm.optimized.train.data import load_corpus, val_batches, train_batch
     from lite_llm.optimized.train.forward import forward_train, quantized_routers
@@ -141,7 +185,7 @@ def main() -> int:
     stamp("setup", t0)
     seq = 32 if quick else 256
     batch = 8 if quick else 32
-    frac = {"base": 0.2, "grow": 0.13, "grow_noaux": 0.09}
+    frac = {"base": 0.18, "grow": 0.13, "grow_noaux": 0.13}      # of --budget; the rest: checks, routes, plots
 
     def settings(**kw):
         base = dict(steps=100000, batch=batch, seq=seq, lr=3e-3, warmup=20, eval_every=100000,
@@ -151,17 +195,19 @@ def main() -> int:
 
     def calibrated_steps(seconds, probe_steps=5, **kw):
         """Steps that fit ``seconds``, from the time of a few probe steps (so the lr schedule ends)."""
+        def probe():
+            shutil.rmtree(out / "probe", ignore_errors=True)
+            return train(cfg_run[0], init_run[0], corpus, settings(steps=probe_steps, eval_seqs=2, save_final=False,
+                                                                   **kw), out / "probe", source_hashes=hashes_run[0])
         try:
-            r = train(cfg_run[0], init_run[0], corpus, settings(steps=probe_steps, eval_seqs=2, save_final=False, **kw),
-                      out / "probe", source_hashes=hashes_run[0])
+            r = probe()
         except Exception as e:  # noqa: BLE001 - the Triton router failing: fall back to the torch router
             if args.backend != "auto":
                 raise
             args.backend = "torch"
             result["backend_fallback"] = f"auto -> torch after {type(e).__name__}: {e}"
             print(result["backend_fallback"], flush=True)
-        r = train(cfg_run[0], init_run[0], corpus, settings(steps=probe_steps, eval_seqs=2, save_final=False, **kw),
-                  out / "probe", source_hashes=hashes_run[0])
+            r = probe()
         secs = sorted(h["seconds"] for h in r.history if h["kind"] == "train")
         per = max(1e-3, secs[len(secs) // 2])                            # the median step
         shutil.rmtree(out / "probe", ignore_errors=True)
@@ -173,7 +219,7 @@ def main() -> int:
     cfg_run, init_run, hashes_run = [cfg], [init], [None]
     steps, per = calibrated_steps(budget * frac["base"])
     base = train(cfg, init, corpus, settings(steps=steps, warmup=max(5, steps // 20), eval_every=max(1, steps // 4),
-                                             max_seconds=budget * frac["base"]), out / "base")
+                                             max_seconds=budget * frac["base"] * 1.5), out / "base")
     result["base"] = {"steps": base.steps, "seconds_per_step": per, "last_eval": {k: v for k, v in base.last_eval.items()
                                                                                   if k != "load"}}
     stamp("base_train", t0)
@@ -205,14 +251,17 @@ def main() -> int:
     cfg_run[0], init_run[0], hashes_run[0] = cfg1, init1, shard_hashes(raw0)
     for name, alpha in (("grow", 0.01), ("grow_noaux", 0.0)):
         t0 = time.time()
-        kw = dict(train_tiers=(cfg1.n_tiers - 1,), eval_tier_sets=(old_ts,), aux_alpha=alpha, seed=2)
-        steps, per = calibrated_steps(budget * frac[name], **kw)
-        grow_runs[name] = train(cfg1, init1, corpus, settings(steps=steps, warmup=max(5, steps // 20),
-                                                              eval_every=max(1, steps // 3),
-                                                              max_seconds=budget * frac[name], **kw),
+        kw = dict(train_tiers=(cfg1.n_tiers - 1,), eval_tier_sets=(old_ts,), aux_alpha=alpha, seed=2, lr=6e-3)
+        if name == "grow":
+            steps, per = calibrated_steps(budget * frac[name], **kw)
+        else:                                          # the same steps as with the loss: a like-for-like (d)
+            steps = grow_runs["grow"].steps
+        grow_runs[name] = train(cfg1, init1, corpus, settings(**{**kw, "steps": steps, "warmup": max(5, steps // 20),
+                                                                 "eval_every": max(1, steps // 3),
+                                                                 "max_seconds": budget * frac[name] * 1.5}),
                                 out / name, source_hashes=shard_hashes(raw0))
         r = grow_runs[name]
-        result[name] = {"steps": r.steps, "seconds_per_step": per, "aux_alpha": alpha,
+        result[name] = {"steps": r.steps, "seconds_per_step": per, "aux_alpha": alpha, "lr": kw["lr"],
                         "evals": [{k: v for k, v in h.items() if k != "load"} for h in r.history if h["kind"] == "eval"]}
         stamp(f"{name}_train", t0)
     grow = grow_runs["grow"]
@@ -233,7 +282,8 @@ def main() -> int:
         same = True
         for tb in vb[:2]:
             tok = tb[:, :-1]
-            ob, oa = forward(cfg, mb, tok, old_ts, device=dev), forward(cfg1, ma, tok, old_ts, device=dev)
+            ob = forward(cfg, mb, tok, old_ts, device=dev, backend=args.backend)
+            oa = forward(cfg1, ma, tok, old_ts, device=dev, backend=args.backend)
             same &= bool(torch.equal(ob.logits, oa.logits))
             for rb, ra in zip(ob.routes, oa.routes):
                 same &= all(bool(torch.equal(getattr(rb, f), getattr(ra, f)))
@@ -259,56 +309,75 @@ def main() -> int:
         for name in grow_runs}
     stamp("checks_a_to_d", t0)
 
-    # 6. Training routes (device) vs serving routes (CPU) -------------------------------------------------
+    # 6. Training routes (device) vs serving routes (CPU, in worker processes) ----------------------------
     t0 = time.time()
     seed = cfg1.router.seed
     _, w_dev = load_checkpoint(grow.final, all_ts, device=device)
     _, w_cpu = load_checkpoint(grow.final, all_ts, device="cpu")
     routers_dev = quantized_routers(cfg1, w_dev, all_ts, device)
     routers_cpu = quantized_routers(cfg1, w_cpu, all_ts, "cpu")
-    m_cpu = load_model(cfg1, w_cpu, all_ts, "cpu")
     src_t = {"kind": "train", "implementation": "lite_llm.optimized (training forward)", "device": device,
              "checkpoint": str(grow.final)}
     src_s = {"kind": "serve", "implementation": "lite_llm.optimized", "device": "cpu", "checkpoint": str(grow.final)}
-    rec_t, rec_s = RecordBuilder(cfg1, all_ts, seed, src_t), RecordBuilder(cfg1, all_ts, seed, src_s)
     S = 127 * 128 ** (cfg1.router.hidden_limbs - 1)
     L = cfg1.n_layers
-    rb = 16 if not quick else 8
-    pairs, step, flips, t_dev, t_cpu = 0, 0, [], 0.0, 0.0
+    rb = 8
     reserve = 25.0                                                      # seconds kept for the rest
-    while pairs < target_pairs and left() > reserve:
-        step += 1
-        tok = train_batch(corpus, 12345, step, rb, seq)[:, :-1]
-        ta = time.time()
-        with torch.no_grad():
-            ot = forward_train(cfg1, w_dev, tok.to(device), all_ts, seed, routers_dev, args.backend)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        t_dev += time.time() - ta
-        ta = time.time()
-        os_ = forward(cfg1, m_cpu, tok, all_ts, seed=seed)
-        t_cpu += time.time() - ta
-        rec_t.add(ot.routes, tok)
-        rec_s.add(os_.routes, tok)
-        one_t = RecordBuilder(cfg1, all_ts, seed, src_t)
-        one_t.add(ot.routes, tok)
-        one_s = RecordBuilder(cfg1, all_ts, seed, src_s)
-        one_s.add(os_.routes, tok)
-        d = diff_records(one_t.build(), one_s.build())
-        for n, layer in d.primary.tolist():
-            xt = ot.layers[layer].router_input[n].cpu()
-            xs = os_.router_inputs[layer][n]
-            eps = float((xt - xs).abs().max() / xs.abs().max())
-            rt, rs = ot.routes[layer], os_.routes[layer]
-            mt = token_margin(routers_cpu[layer], xt, rt.tier[n].cpu().numpy(), rt.group[n].cpu().numpy(),
-                              rt.expert[n].cpu().numpy(), int(rt.count[n]), all_ts)
-            ms = token_margin(routers_cpu[layer], xs, rs.tier[n].numpy(), rs.group[n].numpy(), rs.expert[n].numpy(),
-                              int(rs.count[n]), all_ts)
-            bound = margin_bound(cfg1, eps)
-            flips.append({"token": pairs // L + n, "layer": layer, "margin_train": mt, "margin_serve": ms,
-                          "eps": eps, "bound_eps_plus_1.03_over_S": bound,
-                          "near_tie": min(mt, ms) <= bound})
-        pairs += tok.numel() * L
+    cores = os.cpu_count() or 2
+    n_workers = max(1, min(8, cores // 2))
+    threads = max(1, cores // n_workers)
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    ex = ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
+                             initargs=(str(grow.final), all_ts, threads))
+    pending, done_batches, flips = {}, {}, []
+    submitted, i, t_dev, t_serve = 0, 0, 0.0, 0.0
+    try:
+        while (submitted < target_pairs or pending) and left() > reserve:
+            while len(pending) < 2 * n_workers and submitted < target_pairs and left() > reserve:
+                i += 1
+                tok = train_batch(corpus, 12345, i, rb, seq)[:, :-1]
+                ta = time.time()
+                with torch.no_grad():
+                    ot = forward_train(cfg1, w_dev, tok.to(device), all_ts, seed, routers_dev, args.backend)
+                arrays = {f: np.stack([getattr(r, f).cpu().numpy() for r in ot.routes])
+                          for f in ("tier", "group", "expert", "gate", "count")}
+                t_dev += time.time() - ta
+                fut = ex.submit(_worker_serve, i, tok.numpy(), arrays, seed)
+                pending[fut] = (i, tok, arrays, [lo.router_input for lo in ot.layers])
+                submitted += tok.numel() * L
+            finished, _ = wait(list(pending), timeout=max(0.5, left() - reserve), return_when=FIRST_COMPLETED)
+            for fut in finished:
+                bi, tok, arrays, xts = pending.pop(fut)
+                _, serve, primaries, secs = fut.result()
+                t_serve += secs
+                done_batches[bi] = (tok, arrays, serve)
+                T = tok.shape[1]
+                for n, layer, ms, xs in primaries:
+                    xt = xts[layer][n].cpu()
+                    xs = torch.from_numpy(xs)
+                    eps = float((xt - xs).abs().max() / xs.abs().max())
+                    mt = token_margin(routers_cpu[layer], xt, arrays["tier"][layer, n], arrays["group"][layer, n],
+                                      arrays["expert"][layer, n], int(arrays["count"][layer, n]), all_ts)
+                    bound = margin_bound(cfg1, eps)
+                    flips.append({"batch": bi, "sequence_in_batch": n // T, "position": n % T, "layer": layer,
+                                  "margin_train": mt, "margin_serve": ms, "eps": eps,
+                                  "bound_eps_plus_1.03_over_S": bound, "near_tie": min(mt, ms) <= bound})
+    finally:
+        procs = list((getattr(ex, "_processes", None) or {}).values())
+        ex.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:                                              # stop a task still running at the deadline
+            proc.terminate()
+    rec_t, rec_s = RecordBuilder(cfg1, all_ts, seed, src_t), RecordBuilder(cfg1, all_ts, seed, src_s)
+    order = sorted(done_batches)
+    for bi in order:
+        tok, arrays, serve = done_batches[bi]
+        rec_t.add([{f: arrays[f][l] for f in arrays} for l in range(L)], tok)
+        rec_s.add([{f: serve[f][l] for f in serve} for l in range(L)], tok)
+    base_tok = {bi: k * rb for k, bi in enumerate(order)}              # first sequence of each batch in the files
+    for f in flips:
+        f["token"] = (base_tok[f["batch"]] + f["sequence_in_batch"]) * seq + f["position"]
     rt_, rs_ = rec_t.build(), rec_s.build()
     write_record(out / "routes_train.routes", rt_)
     write_record(out / "routes_serve.routes", rs_)
@@ -319,7 +388,10 @@ def main() -> int:
                         "gates_differing_on_equal_routes": d.gates_differing, "gate_max_abs": d.gate_max_abs,
                         "primary_flips_with_margins": flips,
                         "all_primary_are_near_ties": all(f["near_tie"] for f in flips),
-                        "seconds_training_forward_device": round(t_dev, 2), "seconds_serving_cpu": round(t_cpu, 2),
+                        "primary_margins_checked": len(flips) == len(d.primary),
+                        "seconds_training_forward_device": round(t_dev, 2),
+                        "seconds_serving_cpu_summed_over_workers": round(t_serve, 2),
+                        "cpu_workers": n_workers, "threads_per_worker": threads,
                         "S": S, "files": ["routes_train.routes", "routes_serve.routes"]}
     stamp("routes_train_vs_serve", t0)
 
@@ -328,9 +400,9 @@ def main() -> int:
     try:
         from lite_llm.reference.model import forward as ref_forward
 
-        if left() > 12:
+        if left() > 12 and order:
             n_ref = 1 if not quick else 2
-            tok = train_batch(corpus, 12345, 1, rb, seq)[:n_ref, :-1]
+            tok = train_batch(corpus, 12345, order[0], rb, seq)[:n_ref, :-1]
             wr = {k: v.numpy() for k, v in w_cpu.items()}
             rr = RecordBuilder(cfg1, all_ts, seed, {"kind": "serve", "implementation": "lite_llm.reference",
                                                    "device": "cpu"})

@@ -52,8 +52,9 @@ def add_parser(sub) -> None:
     q.add_argument("a", metavar="A")
     q.add_argument("b", metavar="B")
     q.add_argument("--margins", metavar="CKPT", default=None,
-                   help="compute the routing margin (MODEL-4.5) of every difference not downstream of another, "
-                        "under both records' router inputs recomputed on the CPU (serving forward)")
+                   help="for every difference not downstream of another, the routing margin (MODEL-4.5) of each "
+                        "record's route under the router input the serving forward (optimized, CPU) computes "
+                        "from this checkpoint")
     q.add_argument("--limit", type=int, default=20, help="differences to list (default 20)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=run_diff)

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from lite_llm.spec.config import ModelConfig
+from lite_llm.spec.errors import CheckpointExistsError
 from lite_llm.spec.tensors import dense_shapes, tier_shapes
 
 from .checkpoint_writer import save_checkpoint, shard_hashes
@@ -78,6 +79,7 @@ def set_deterministic(device: torch.device) -> dict:
     if device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")   # must precede the first cuBLAS call
     torch.use_deterministic_algorithms(True)
+    torch.utils.deterministic.fill_uninitialized_memory = False     # speed only: nothing here reads unwritten memory
     torch.backends.cudnn.benchmark = False
     return {"deterministic_algorithms": True, "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
             "num_threads": torch.get_num_threads(), "torch": torch.__version__, "device": str(device),
@@ -154,15 +156,19 @@ def train(cfg: ModelConfig, init: dict, corpus: Corpus, s: TrainSettings, out_di
     t_start = time.time()
     device = torch.device(s.device)
     was = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    fill = torch.utils.deterministic.fill_uninitialized_memory
     env = set_deterministic(device)
     try:
         return _train(cfg, init, corpus, s, out_dir, device, env, source_hashes, progress, on_event, t_start)
     finally:
-        torch.use_deterministic_algorithms(was[0], warn_only=was[1])        # the caller's setting back
+        torch.use_deterministic_algorithms(was[0], warn_only=was[1])        # the caller's settings back
+        torch.utils.deterministic.fill_uninitialized_memory = fill
 
 
 def _train(cfg, init, corpus, s, out_dir, device, env, source_hashes, progress, on_event, t_start) -> TrainResult:
     out = Path(out_dir)
+    if (out / "final" / "manifest.json").exists():                            # CKPT-4.4, before any work
+        raise CheckpointExistsError("already holds a final checkpoint; train into another --out", path=out / "final")
     out.mkdir(parents=True, exist_ok=True)
     tier_set = tuple(s.tier_set) or tuple(range(cfg.n_tiers))
     train_names = set(trainable_names(cfg, tier_set, s.train_tiers))
