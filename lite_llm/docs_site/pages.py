@@ -103,8 +103,9 @@ class Site:
         self.clauses = src.clauses(root)
         self.by_id = {c.id: c for c in self.clauses}
         known = set(self.by_id)
-        self.code = {col: src.citations(root, d, pats, known) for col, (d, pats) in src.CODE_DIRS.items()}
-        self.tests = src.citations(root, src.TEST_DIR, ("*.py",), known)
+        self.code = {col: src.citations(root, d, pats, known, out) for col, (d, pats, out) in src.CODE_DIRS.items()}
+        # the site's own tests name ids as examples, not as what they check
+        self.tests = src.citations(root, src.TEST_DIR, ("*.py",), known, ("docs",))
         self.cert_cites = src.citations(root, src.CERT_DIR, ("*.json",), known)
         self.cases = src.cases(root)
         self.cases_of: dict[str, list[src.Case]] = defaultdict(list)
@@ -152,9 +153,6 @@ class Site:
                 if p.stem == "__init__" or p.stem in src.modules_of(folder):
                     return f"[`{p.name}`]({link(from_page, self.api_pages[dotted], anchor)} \"{rel}\")"
         return f"`{rel.removeprefix('conformance/examples/')}`"
-
-    def reason(self, obj, cid: str) -> str | None:
-        return src.find_reason(obj, cid) if obj else None
 
     # -- the pages
 
@@ -388,12 +386,16 @@ class Site:
 
     def trace_row(self, c: Clause, here: str) -> list[str]:
         cid = c.id
-        impl = []
+        impl, other = [], []
         for col, label in (("reference", "reference"), ("optimized", "optimized"), ("spec", "spec"),
                            ("harnesses", "C / Rust")):
             files = self.code[col].get(cid, [])
             if files:
                 impl.append(f"{label}: " + ", ".join(self.source_link(f, here) for f in files))
+        for col in ("suite", "cli", "proofs", "benchmarks", "scripts"):
+            other += self.code[col].get(cid, [])
+        if other:
+            impl.append("also: " + ", ".join(f"`{f}`" for f in other))
         cases = self.cases_of.get(cid, [])
         case_cell = (f"[{len(cases)} case{'s' if len(cases) != 1 else ''}]({link(here, 'conformance/cases.md', cid)})"
                      if cases else "")
@@ -411,12 +413,13 @@ class Site:
             return []
         out = []
         cit = self.citation_exemptions
-        for missing, what in ((not has_code, "code"), (not has_test, "tests")):
+        for missing, what, side in ((not has_code, "no code cites it", "code"),
+                                    (not has_test, "no test cites it", "test")):
             if missing:
-                r = self.reason(cit, c.id)
-                out.append(f"no {what} cite it: " + (r if r else "no reason recorded"))
+                r = src.find_reason(cit, c.id, side) if cit else None
+                out.append(f"{what}: " + (r if r else "no reason recorded"))
         if not has_case:
-            r = self.reason(self.case_exemptions, c.id)
+            r = src.find_reason(self.case_exemptions, c.id) if self.case_exemptions else None
             out.append("no conformance case: " + (r if r else "no reason recorded"))
         return out
 
@@ -452,8 +455,10 @@ class Site:
         lines = ["# Traceability matrix", "",
                  "Each clause of the specification, the code that cites it (a file under `reference/`, "
                  "`optimized/`, `spec/` or the C and Rust harnesses of `conformance/examples/` whose text names the "
-                 "id; links go to the module's API reference), the conformance cases whose `case.json` lists it, "
-                 "the tests under `tests/` that name it, and the proof certificates that name it.", "",
+                 "id, links going to the module's API reference; *also*: the suite, the CLI, the proofs, the "
+                 "benchmarks and the scripts, the other folders `tests/spec/test_clauses.py` counts as code), the "
+                 "conformance cases whose `case.json` lists it, the tests under `tests/` that name it, and the "
+                 "proof certificates that name it.", "",
                  "A MUST clause without code, a test or a case is a gap; the reason shown is the one recorded in "
                  "`conformance/exemptions.json` (clauses without a case) or `spec/citation_exemptions.json` "
                  "(clauses without a code or test citation). *no reason recorded* marks a gap nobody has explained.",

@@ -12,12 +12,18 @@ from pathlib import Path
 
 from lite_llm.spec.clauses import CLAUSE_ID, Clause, parse_clauses
 
-# where clause citations are looked for: column -> (folder, file name patterns)
+# where clause citations are looked for: column -> (folder, file name patterns, sub-folders left out). The code
+# columns together are the folders tests/spec/test_clauses.py counts as code (a MUST clause cited by none is a gap).
 CODE_DIRS = {
-    "reference": ("reference", ("*.py",)),
-    "optimized": ("optimized", ("*.py",)),
-    "spec": ("spec", ("*.py", "*.json")),
-    "harnesses": ("conformance/examples", ("*.c", "*.h", "*.rs")),
+    "reference": ("reference", ("*.py",), ()),
+    "optimized": ("optimized", ("*.py",), ()),
+    "spec": ("spec", ("*.py", "*.json"), ("chapters",)),
+    "harnesses": ("conformance/examples", ("*.c", "*.h", "*.rs"), ()),
+    "suite": ("conformance", ("*.py",), ("examples", "vectors")),
+    "proofs": ("proofs", ("*.py",), ()),
+    "cli": ("lite_llm", ("*.py",), ("docs_site",)),
+    "benchmarks": ("benchmarks", ("*.py",), ()),
+    "scripts": ("scripts", ("*.py",), ()),
 }
 TEST_DIR = "tests"
 CERT_DIR = "proofs/certificates"
@@ -68,23 +74,21 @@ def chapter_title(text: str, fallback: str) -> str:
 # ---------------------------------------------------------------------------------------------- citations
 
 
-def _files(root: Path, folder: str, patterns: tuple[str, ...]) -> list[Path]:
+def _files(root: Path, folder: str, patterns: tuple[str, ...], leave_out: tuple[str, ...] = ()) -> list[Path]:
     base = root / folder
     if not base.is_dir():
         return []
     found = {p for pat in patterns for p in base.rglob(pat)
-             if p.is_file() and not SKIP_PARTS.intersection(p.relative_to(root).parts)}
-    if folder == "spec":                  # the chapters define the clauses; they do not implement them
-        found = {p for p in found if "chapters" not in p.relative_to(base).parts}
-    if folder == TEST_DIR:                # the site's own tests name ids as examples, not as what they check
-        found = {p for p in found if p.relative_to(base).parts[0] != "docs"}
+             if p.is_file() and not SKIP_PARTS.intersection(p.relative_to(root).parts)
+             and not set(leave_out).intersection(p.relative_to(base).parts[:-1])}
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
-def citations(root: Path, folder: str, patterns: tuple[str, ...], known: set[str]) -> dict[str, list[str]]:
+def citations(root: Path, folder: str, patterns: tuple[str, ...], known: set[str],
+              leave_out: tuple[str, ...] = ()) -> dict[str, list[str]]:
     """Clause id -> repository-relative paths of the files in ``folder`` that mention it (sorted)."""
     out: dict[str, list[str]] = {}
-    for path in _files(root, folder, patterns):
+    for path in _files(root, folder, patterns, leave_out):
         rel = path.relative_to(root).as_posix()
         for cid in sorted({m.group(0) for m in CLAUSE_ID.finditer(read_text(path))} & known):
             out.setdefault(cid, []).append(rel)
@@ -124,24 +128,28 @@ def cases(root: Path) -> list[Case]:
 # ---------------------------------------------------------------------------------------------- exemptions
 
 
-def find_reason(obj, cid: str) -> str | None:
+def find_reason(obj, cid: str, side: str | None = None) -> str | None:
     """The reason recorded for ``cid`` anywhere in an exemptions file (a flat or nested mapping, or a list
-    of records with an id field), whatever its exact shape."""
+    of records with an id field), whatever its exact shape. With ``side`` (``code``, ``test``), a mapping of
+    sides under the id gives that side's reason only (``{"HSER-1.1": {"code": "...", "test": "..."}}``)."""
     if isinstance(obj, dict):
         if cid in obj:
             v = obj[cid]
+            if isinstance(v, dict) and side is not None:
+                keys = [k for k in v if str(k).rstrip("s") == side.rstrip("s")]
+                return " ".join(str(v[keys[0]]).split()) if keys else None
             if isinstance(v, dict):
                 return "; ".join(str(x) for x in v.values() if isinstance(x, (str, int, float))) or json.dumps(v)
             return " ".join(str(v).split()) if not isinstance(v, list) else "; ".join(map(str, v))
         for v in obj.values():
-            r = find_reason(v, cid)
+            r = find_reason(v, cid, side)
             if r:
                 return r
     elif isinstance(obj, list):
         for item in obj:
             if isinstance(item, dict) and cid in (item.get("id"), item.get("clause")):
                 return str(item.get("reason") or item.get("why") or json.dumps(item, sort_keys=True))
-            r = find_reason(item, cid)
+            r = find_reason(item, cid, side)
             if r:
                 return r
     return None

@@ -22,8 +22,16 @@ def test_check_passes_on_the_committed_pages_and_the_strict_build_passes():
     assert "mkdocs build --strict passed" in proc.stdout
 
 
-def test_a_planted_drift_is_named(tmp_path):
+def fresh_copy(tmp_path):
+    """A copy of the tree whose generated pages are current (whatever the state of the committed ones)."""
     root = copy_tree(tmp_path / "repo")
+    proc = lite_llm("docs", "build", "--no-run", "--no-site", cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    return root
+
+
+def test_a_planted_drift_is_named(tmp_path):
+    root = fresh_copy(tmp_path)
     docs = root / "docs"
     chapter = docs / "spec" / "02-hser.md"
     chapter.write_text(chapter.read_text() + "\nan edit by hand\n")
@@ -46,7 +54,7 @@ def test_a_planted_drift_is_named(tmp_path):
 
 def test_a_broken_anchor_fails_the_strict_build(tmp_path):
     need_docs_packages()
-    root = copy_tree(tmp_path / "repo")
+    root = fresh_copy(tmp_path)
     (root / "docs" / "notes.md").write_text("# Notes\n\n[a clause that does not exist](spec/02-hser.md#HSER-99.9)\n")
     proc = lite_llm("docs", "build", "--check", cwd=root)
     print(proc.stdout[-2000:], proc.stderr[-3000:])
@@ -86,3 +94,30 @@ def test_pages_are_deterministic_and_quote_the_readme_commands():
         assert command and f"```bash\n{command}\n```" in started
     for rel in first:
         assert not Path(rel).is_absolute() and ".." not in Path(rel).parts
+
+
+def test_exemption_reasons_are_found_whatever_the_file_shape():
+    flat = {"CONF-1.1": "  the suite's own rule:\n regenerated and compared  "}
+    sided = {"MODEL-4.1": {"code": "a rule about the text", "test": "checked by the vectors"}}
+    nested = {"code": {"MODEL-4.1": "no code"}, "tests": {"MODEL-4.2": "no test"}}
+    records = [{"id": "REC-1.1", "reason": "a record"}]
+    assert sources.find_reason(flat, "CONF-1.1") == "the suite's own rule: regenerated and compared"
+    assert sources.find_reason(sided, "MODEL-4.1", "test") == "checked by the vectors"
+    assert sources.find_reason(sided, "MODEL-4.1", "code") == "a rule about the text"
+    assert sources.find_reason({"MODEL-4.1": {"code": "x"}}, "MODEL-4.1", "test") is None
+    assert sources.find_reason(nested, "MODEL-4.2") == "no test"
+    assert sources.find_reason(records, "REC-1.1") == "a record"
+    assert sources.find_reason(flat, "HSER-1.1") is None
+
+
+def test_without_the_docs_packages_the_command_says_what_to_install(monkeypatch, capsys):
+    from lite_llm import exit_codes
+    from lite_llm.cli import main
+    from lite_llm.docs_site import site
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(site, "check_pages", lambda root: [])
+    monkeypatch.setattr(site, "require_mkdocs", lambda: ["mkdocs-material"])
+    assert main(["docs", "build", "--check"]) == exit_codes.REJECTED
+    err = capsys.readouterr().err
+    assert "mkdocs-material" in err and "pip install 'lite-llm[docs]'" in err
