@@ -265,7 +265,7 @@ class Site:
             lines += ["## The conformance suite (conformance/README.md)", "", shift_headings(body, 1)]
         return page("\n".join(lines))
 
-    def rewrite_links(self, text: str, base: Path, here: str) -> str:
+    def rewrite_links(self, text: str, base: Path, here: str, ids: bool = True) -> str:
         """Relative links of an included Markdown file: to its page on this site, or plain text."""
         targets = {
             (self.root / "conformance" / "README.md").resolve(): "implementers.md",
@@ -302,7 +302,7 @@ class Site:
                 fence = None if fence and m.group(1).startswith(fence) else (fence or m.group(1))
             elif fence is None:
                 line = re.sub(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)", repl, line)
-                if not line.startswith("#"):
+                if ids and not line.startswith("#"):
                     line = self.linkify(line, here)
             out.append(line)
         return "\n".join(out)
@@ -325,6 +325,7 @@ class Site:
 
     def chapter(self, name: str, text: str) -> str:
         here = f"spec/{name}"
+        text = self.rewrite_links(text, self.root / "spec" / "chapters", here, ids=False)   # links of the chapter
         out: list[str] = []
         cur: str | None = None
         fence = None
