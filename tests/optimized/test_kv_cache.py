@@ -189,3 +189,21 @@ def test_static_step_matches_the_uncached_forward():
     print(f"static step vs uncached forward: relative difference {err:.2e}")
     assert err <= 1e-4
     assert dec.generate(torch.tensor(prompt), 7) == toks                       # a second generation, same cache
+
+
+def test_replay_views_are_made_once_per_size():
+    """The first-n-rows views of a graph's static outputs are cached (no slicing per call) and track
+    the outputs' storage."""
+    from lite_llm.optimized.decode import _Replays
+
+    rep = _Replays(4, "cpu", lambda x: x, (8,), graphs=False)
+    out = (torch.arange(8.0), torch.arange(16).view(8, 2))
+    made = []
+    make = lambda o, n: (made.append(n), (o[0][:n], o[1][:n]))[1]                    # noqa: E731
+    a = rep.views(out, 3, make)
+    b = rep.views(out, 3, make)
+    assert a is b and made == [3]
+    out[0][1] = 42.0                                   # a replay writes the static outputs in place
+    assert float(a[0][1]) == 42.0 and a[1].shape == (3, 2)
+    rep.views(out, 5, make)
+    assert made == [3, 5]
