@@ -32,6 +32,7 @@ from lite_llm.spec.tensors import dense_shapes, tier_shapes
 
 from .checkpoint_writer import save_checkpoint, shard_hashes
 from .data import Corpus, train_batch, val_batches
+from ..model import ieee_float32
 from .forward import aux_loss_st, forward_train, quantized_routers
 from .records import load_stats
 
@@ -230,7 +231,8 @@ def _train(cfg, init, corpus, s, out_dir, device, env, source_hashes, progress, 
             aux, _ = aux_loss_st(cfg, o, s.aux_alpha)
             loss = ce + aux.to(ce.dtype)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            with ieee_float32():                                                 # no TF32 in the backward either
+                loss.backward()
             gnorm = torch.nn.utils.clip_grad_norm_([params[n] for n in sorted(train_names)], s.clip)
             opt.step()
             rec = {"kind": "train", "step": step, "loss": loss.item(), "ce": ce.item(), "aux": aux.item(),

@@ -206,7 +206,7 @@ def test_expand_then_train_the_new_tier(tmp_path, corpus):
     expand_checkpoint(base.final, NEW_TIER, 9)
     raw0, cfg1 = read_manifest(Path(base.final))
     _, init = load_checkpoint(base.final)
-    s = small_settings(steps=14, train_tiers=(1,), eval_tier_sets=((0,),), seed=2)
+    s = small_settings(steps=16, train_tiers=(1,), eval_tier_sets=((0,),), seed=2)
     run = train(cfg1, init, corpus, s, tmp_path / "grow", source_hashes=shard_hashes(raw0))
     raw1, _ = read_manifest(Path(run.final))
     # (a) every existing shard is byte-identical, under the same name; the new tier's changed.
