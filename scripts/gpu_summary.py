@@ -38,6 +38,27 @@ def from_log(log: Path) -> dict:
             "failed": [l.split(" ")[0] for l in res if " FAILED" in l or " ERROR" in l][:40]}
 
 
+def row_line(r: dict) -> str:
+    """One benchmark row, whatever the scenario (S1-S3: us and ratios; S4/S5: T, us, host us, bits;
+    E2E: prefill and decode)."""
+    name = (f"T={r['T']} " if "T" in r else "") + str(r.get("method", ""))
+    if "decode tok/s" in r:
+        return (f"{name[:70]:<70} prefill {r['prefill ms']:.1f} ms, decode {r['decode ms/token']:.2f} ms/token "
+                f"({r['decode tok/s']:.0f} tok/s, {r.get('x usual (decode tok/s)', float('nan')):.2f}x usual)")
+    if "us" not in r:
+        return f"{name[:70]:<70} {str(r.get('note', ''))[:120]}"
+    us = r["us"] if isinstance(r["us"], (int, float)) else float("nan")
+    if "TFLOP/s" in r:
+        extra = f"{r['TFLOP/s']:.0f} TFLOP/s ({r.get('x dense', float('nan')):.2f}x dense)"
+    else:
+        parts = [f"{r['x baseline']:.2f}x baseline" if isinstance(r.get("x baseline"), float) else "",
+                 f"{r['x floor']:.2f}x floor" if isinstance(r.get("x floor"), float) else "",
+                 f"host {r['host us']:.0f} us" if isinstance(r.get("host us"), float) else "",
+                 f"exact: {r['exact']}" if "exact" in r else "", f"bits: {r['bits']}" if "bits" in r else ""]
+        extra = ", ".join(p for p in parts if p)
+    return f"{name[:60]:<60} {us:>9.1f} us  {extra}"
+
+
 def main(out: Path, seconds: str) -> int:
     steps = {}
     if (out / "steps.txt").exists():
@@ -71,9 +92,7 @@ def main(out: Path, seconds: str) -> int:
         if "parts_us" in meta:
             print("    parts: " + ", ".join(f"{k} {v:.0f} us" for k, v in meta["parts_us"].items()))
         for r in b["rows"]:
-            extra = f"{r['TFLOP/s']:.0f} TFLOP/s ({r['x dense']:.2f}x dense)" if "TFLOP/s" in r else \
-                f"{r['x baseline']:.2f}x baseline, {r['x floor']:.2f}x floor, exact: {r.get('exact')}"
-            print(f"    {r['method'][:52]:<52} {r['us']:>9.1f} us  {extra}")
+            print("    " + row_line(r))
     return 0
 
 
