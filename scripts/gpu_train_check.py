@@ -357,13 +357,14 @@ def main() -> int:
                 for n, layer, ms, xs in primaries:
                     xt = xts[layer][n].cpu()
                     xs = torch.from_numpy(xs)
-                    eps = float((xt - xs).abs().max() / xs.abs().max())
+                    eps = float((xt - xs).abs().max() / torch.minimum(xt.abs().max(), xs.abs().max()))
                     mt = token_margin(routers_cpu[layer], xt, arrays["tier"][layer, n], arrays["group"][layer, n],
                                       arrays["expert"][layer, n], int(arrays["count"][layer, n]), all_ts)
                     bound = margin_bound(cfg1, eps)
                     flips.append({"batch": bi, "sequence_in_batch": n // T, "position": n % T, "layer": layer,
                                   "margin_train": mt, "margin_serve": ms, "eps": eps,
-                                  "bound_eps_plus_1.03_over_S": bound, "near_tie": min(mt, ms) <= bound})
+                                  "bound_eps_plus_1.03_over_S": bound,
+                                  "near_tie": mt <= bound and ms <= bound})       # MODEL-4.5, both sides
     finally:
         procs = list((getattr(ex, "_processes", None) or {}).values())
         ex.shutdown(wait=False, cancel_futures=True)
@@ -431,13 +432,13 @@ def main() -> int:
             import matplotlib.pyplot as plt
 
             fig, ax = plt.subplots(figsize=(6, 4))
-            m = [max(1e-12, min(f["margin_train"], f["margin_serve"])) for f in flips]
+            m = [max(1e-12, max(f["margin_train"], f["margin_serve"])) for f in flips]
             b = [f["bound_eps_plus_1.03_over_S"] for f in flips]
             ax.scatter(b, m, s=8)
             lim = [min(m + b) / 2, max(m + b) * 2]
             ax.plot(lim, lim, "k--", lw=1, label="margin = bound")
             ax.set_xscale("log"), ax.set_yscale("log")
-            ax.set_xlabel("MODEL-4.5 bound eps + 1.03/S"), ax.set_ylabel("routing margin (min of both inputs)")
+            ax.set_xlabel("MODEL-4.5 bound eps + 1.03/S"), ax.set_ylabel("routing margin (max of both sides)")
             ax.set_title(f"{len(flips)} differing routes (not downstream)")
             ax.legend()
             fig.tight_layout()
