@@ -35,7 +35,6 @@ webdriver = pytest.importorskip("selenium.webdriver", reason="pip install seleni
 from selenium.webdriver.chrome.options import Options  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.common.selenium_manager import SeleniumManager  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -127,14 +126,12 @@ def test_find_a_clause_by_search_and_follow_its_traceability(served, browser, sh
     shots(d, "home")
 
     # the search box: type the clause id, wait for the results, click the one for the clause itself
-    d.find_element(By.CSS_SELECTOR, "label.md-search__icon[for='__search'], label.md-header__button[for='__search']")
-    box = d.find_element(By.CSS_SELECTOR, "input.md-search__input")
-    d.execute_script("document.getElementById('__search').checked = true;")
-    wait(d).until(EC.element_to_be_clickable(box))
-    box.click()
+    box = wait(d).until(EC.element_to_be_clickable((By.CSS_SELECTOR, "input.md-search__input")))
+    box.click()                                  # opens the search overlay, as a user's click does
     box.send_keys(CLAUSE)
     hrefs = "return Array.from(document.querySelectorAll('a.md-search-result__link')).map(a => a.href)"
     wait(d, 30).until(lambda drv: any(is_clause(h) for h in drv.execute_script(hrefs)))
+    wait(d).until(EC.visibility_of_element_located((By.CSS_SELECTOR, ".md-search-result__item")))
     shots(d, "search-results")
     sections = [h for h in d.execute_script(hrefs) if urlsplit(h).fragment]
     assert is_clause(sections[0]), f"the clause is not the first section found: {sections[:5]}"
