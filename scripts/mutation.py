@@ -5,16 +5,33 @@ modules; a deterministic sample of them (or all) is applied, one at a time, to a
 the package (the working tree is never touched), and the conformance levels that cover the module
 are run on it with ``lite-llm conform``. A mutant is *killed* when the suite fails (exit status 1),
 *survived* when every case still passes, *incompetent* when the package no longer imports or the
-run crashes or times out (counted apart, not as kills).
+run crashes (counted apart, in neither the numerator nor the denominator of the score). Only the
+vectors judge: no unit test takes part.
 
     python scripts/mutation.py --group routing --sample 300 --seed 0 --out benchmarks/results/mutation
-    python scripts/mutation.py --check benchmarks/results/mutation-routing.json --sample 8   # CI: replay 8
+    python scripts/mutation.py --only 'reference/quantize.py:core/NumberReplacer#42' -v    # one mutant, its output
+    python scripts/mutation.py --rerun benchmarks/results/mutation-routing.json        # survivors, after new vectors
+    python scripts/mutation.py --render benchmarks/results/mutation-routing.json       # the .md again, annotated
+    python scripts/mutation.py --check benchmarks/results/mutation-routing.json --sample 6 --seed 1   # CI
 
-``--out PREFIX`` writes PREFIX-<group>.json (every mutant: module, operator, occurrence, line,
-outcome, diff) and PREFIX-<group>.md (the score per module and each survivor's diff, with room for
-the argument that it is equivalent or the vector that now kills it). ``--check FILE`` replays a
-fixed sample of a committed report and fails if any mutant's outcome changed: the suite must go on
-killing what it killed.
+``--out PREFIX`` writes PREFIX-<group>.json (every mutant: key, module, operator, occurrence, line,
+outcome, diff) and PREFIX-<group>.md (the score per module and each survivor's diff). A mutant's
+key is ``module:operator#occurrence`` (``reference/quantize.py:core/NumberReplacer#42``).
+
+``--rerun REPORT.json`` runs the report's survivors again (or the ``--only`` keys) against the
+current vectors and records the new outcome; a row whose outcome changed keeps the first one as
+``before``, so the report carries the score before and after the vectors added to kill survivors.
+
+The annotations file (``benchmarks/results/mutation-annotations.json``, ``--annotations``) maps a
+key to ``{"verdict": "equivalent", "argument": ...}`` or ``{"verdict": "killed", "case": ...}``;
+the .md shows each survivor with its verdict and the *non-equivalent score*,
+killed / (killed + survivors not argued equivalent). A survivor without an annotation counts as
+non-equivalent.
+
+``--check REPORT.json`` replays a fixed sample of a committed report (drawn with --seed) and exits 1
+if a mutant the report records as killed is no longer killed: the suite must go on killing what it
+killed. A mutant whose code is gone (the module was edited since the report) is *stale* and skipped;
+a survivor that is now killed is printed (the report is out of date) but does not fail the check.
 """
 from __future__ import annotations
 
@@ -22,8 +39,9 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
-import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -44,21 +62,37 @@ GROUPS = {   # group -> (modules as impl/module, the levels whose cases cover th
               + [f"optimized/{m}" for m in ("aux_loss", "checkpoint")], "loss,selection,model,checkpoint"),
 }
 OPERATORS_SKIPPED = ("core/RemoveDecorator",)       # decorators here are dataclass/lru_cache: no semantics
+ANNOTATIONS = ROOT / "benchmarks" / "results" / "mutation-annotations.json"
+KEY = re.compile(r"^(?P<module>[^:]+):(?P<operator>[^#]+)#(?P<occurrence>\d+)$")
 
 
-def stage_package(dest: Path) -> Path:
-    """The package as installed (code and data) under dest/lite_llm, importable with PYTHONPATH=dest."""
+def key_of(row: dict) -> str:
+    return f"{row['module']}:{row['operator']}#{row['occurrence']}"
+
+
+def stage_package(dest: Path, rev: str | None = None) -> Path:
+    """The package as installed (code and data) under dest/lite_llm, importable with PYTHONPATH=dest: from
+    the working tree, or from commit ``rev`` (``git archive``: other people's uncommitted edits left out)."""
+    import lint_imports
+
+    src = ROOT
+    if rev:
+        src = dest.parent / "source"
+        src.mkdir()
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", rev], capture_output=True,
+                                 check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+    lint_imports.ROOT = src
     stage(dest)
     pairs = {"spec": ["chapters", "schemas", "configs"], "conformance": ["vectors", "case.schema.json",
                                                                         "protocol.schema.json", "exemptions.json"]}
     for folder, items in pairs.items():
         for item in items:
-            src = ROOT / folder / item
             dst = dest / "lite_llm" / folder / item
-            if src.is_dir():
-                shutil.copytree(src, dst, dirs_exist_ok=True)
-            elif src.exists():
-                shutil.copy2(src, dst)
+            if (src / folder / item).is_dir():
+                shutil.copytree(src / folder / item, dst, dirs_exist_ok=True)
+            elif (src / folder / item).exists():
+                shutil.copy2(src / folder / item, dst)
     return dest
 
 
@@ -72,11 +106,139 @@ def enumerate_mutants(paths: list[Path], db_path: Path) -> list:
     return items
 
 
+def item_for(key: str, stage_root: Path):
+    """A work item for a key without enumerating the module (positions are not needed to apply it)."""
+    from cosmic_ray.work_item import MutationSpec, WorkItem
+
+    m = KEY.match(key)
+    if not m:
+        raise SystemExit(f"bad mutant key {key!r}: expected module:operator#occurrence")
+    spec = MutationSpec(stage_root / "lite_llm" / m["module"], m["operator"], int(m["occurrence"]), (0, 0), (0, 1))
+    return WorkItem.single(key, spec)
+
+
+def normalized_diff(diff: str) -> str:
+    """A diff without file names and hunk positions: the same mutant after unrelated edits elsewhere."""
+    return "\n".join(line for line in diff.splitlines()
+                     if line.strip() and not line.startswith(("---", "+++", "@@")))
+
+
+def clean_diff(diff: str) -> str:
+    """A diff with the temporary staging directory left out of its file names."""
+    return re.sub(r"[^\s]*/lite-llm-mutation-[^/\s]+/stage/", "", diff or "")
+
+
+def current_diff(key: str, stage_root: Path) -> str | None:
+    """The diff the mutant makes to the staged module now; None if there is no such mutant."""
+    import cosmic_ray.plugins
+    from cosmic_ray.mutating import _make_diff, mutate_code
+
+    m = KEY.match(key)
+    path = stage_root / "lite_llm" / m["module"]
+    if not path.exists():
+        return None
+    code = path.read_text()
+    mutated = mutate_code(code, cosmic_ray.plugins.get_operator(m["operator"])(), int(m["occurrence"]))
+    return None if mutated is None else "\n".join(_make_diff(code, mutated, Path(m["module"])))
+
+
+def changed_line(diff: str) -> int:
+    """The first line of the original module that a unified diff removes (0 if none)."""
+    line = 0
+    for text in diff.splitlines():
+        if text.startswith("@@"):
+            line = int(re.match(r"@@ -(\d+)", text)[1])
+        elif text.startswith("-") and not text.startswith("---"):
+            return line
+        elif line and not text.startswith("+"):
+            line += 1
+    return 0
+
+
+def resolve(key: str, old_diff: str, stage_root: Path) -> str | None:
+    """The key that makes the recorded mutant in the staged code now: the same key if its diff is unchanged,
+    else the occurrence of the same operator in the same module whose removed and added lines are the
+    recorded ones (the nearest, if several); None if there is none (the mutant is stale)."""
+    import cosmic_ray.plugins
+    from cosmic_ray.mutating import mutate_code
+
+    now = current_diff(key, stage_root)
+    if now is not None and normalized_diff(now) == normalized_diff(old_diff):
+        return key
+    changed = lambda d: [x for x in d.splitlines() if x[:1] in "+-" and x[:3] not in ("---", "+++")]  # noqa: E731
+    want = changed(old_diff)
+    m = KEY.match(key)
+    path = stage_root / "lite_llm" / m["module"]
+    if not path.exists():
+        return None
+    code, op, hits, n = path.read_text(), cosmic_ray.plugins.get_operator(m["operator"])(), [], 0
+    while (mutated := mutate_code(code, op, n)) is not None:
+        from cosmic_ray.mutating import _make_diff
+        if changed("\n".join(_make_diff(code, mutated, Path(m["module"])))) == want:
+            hits.append(n)
+        n += 1
+    if not hits:
+        return None
+    best = min(hits, key=lambda h: abs(h - int(m["occurrence"])))
+    return f"{m['module']}:{m['operator']}#{best}"
+
+
 def test_command(impl: str, levels: str) -> str:
-    return f"{sys.executable} -m lite_llm.cli conform --impl {impl} --levels {levels}"
+    return f"{sys.executable} -m lite_llm.cli conform --impl {impl} --levels {levels} --json -"
 
 
-def run_mutant(item, stage_root: Path, levels: str, timeout: float) -> dict:
+def statuses(output: str | None) -> dict | None:
+    """case id -> status from a `conform --json -` report on standard output; None if there is none."""
+    try:
+        runs = json.loads(output or "")["runs"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    out = {c["id"]: c["status"] for run in runs for c in run["cases"]}
+    if any(not run.get("ok", True) and not any(c["status"] in ("fail", "error", "xpass") for c in run["cases"])
+           for run in runs):
+        out["<vector files>"] = "fail"                             # an unread or stray file (CONF-5.4)
+    return out
+
+
+BASELINE: dict[str, dict] = {}                                     # impl -> case id -> status, unmutated
+
+
+def baseline(impls: set[str], levels: str, timeout: float) -> None:
+    """The unmutated package must pass the suite, or every mutant would be 'killed' by a broken baseline;
+    the statuses are kept to tell a mutant that makes the implementation decline cases it passed."""
+    for impl in sorted(impls):
+        proc = subprocess.run(test_command(impl, levels).split(), capture_output=True, text=True, timeout=timeout)
+        got = statuses(proc.stdout)
+        if proc.returncode != 0 or got is None:
+            raise SystemExit(f"the unmutated {impl} does not pass `conform --levels {levels}` (exit "
+                             f"{proc.returncode}): no mutant can be judged\n{proc.stderr[-3000:]}")
+        BASELINE[impl] = got
+
+
+def judge(impl: str, test_outcome: str, output: str | None) -> tuple[str, str]:
+    """(outcome, why) of one mutant's suite run.
+
+    killed: a case failed or errored (why ``fail``), the run timed out (``timeout``), or a case the
+    unmutated implementation passes is now *skipped* (``skip``): the implementation raised
+    NotImplementedError, which CONF-3.3 lets an implementation use to decline an operation, but an
+    implementation that declines cases it used to pass has changed (torch raises NotImplementedError
+    for an operator on a dtype it lacks, e.g. ``|`` on float tensors). incompetent: the suite gave no
+    report (the package or the runner broke). survived: every case has its unmutated status.
+    """
+    if output == "timeout":
+        return "killed", "timeout"
+    got = statuses(output)
+    if got is None:
+        return ("incompetent", "crash") if test_outcome == "killed" else ("survived", "")
+    if any(st in ("fail", "error", "xpass") for st in got.values()):
+        return "killed", "fail"
+    base = BASELINE.get(impl, {})
+    if any(base.get(cid) == "pass" and st != "pass" for cid, st in got.items()):
+        return "killed", "skip"
+    return "survived", ""
+
+
+def run_mutant(item, stage_root: Path, levels: str, timeout: float, verbose: bool = False) -> dict:
     from cosmic_ray.mutating import mutate_and_test
 
     spec = item.mutations[0]
@@ -84,37 +246,94 @@ def run_mutant(item, stage_root: Path, levels: str, timeout: float) -> dict:
     impl = rel.parts[0]                                          # reference | optimized
     t0 = time.perf_counter()
     result = mutate_and_test(item.mutations, test_command(impl, levels), timeout)
-    outcome = result.test_outcome.value if result.test_outcome else result.worker_outcome.value
-    if outcome == "killed" and result.output and ("Traceback" in result.output or "internal error" in result.output):
-        outcome = "incompetent"                                  # the package broke, the suite did not judge it
-    return {"id": item.job_id, "module": str(rel), "operator": spec.operator_name, "occurrence": spec.occurrence,
-            "line": spec.start_pos[0], "outcome": outcome, "seconds": round(time.perf_counter() - t0, 2),
-            "diff": result.diff or ""}
+    raw = result.test_outcome.value if result.test_outcome else result.worker_outcome.value
+    outcome, why = judge(impl, raw, result.output) if result.test_outcome else (raw, "")
+    if verbose:
+        got = statuses(result.output) or {}
+        base = BASELINE.get(impl, {})
+        print(clean_diff(result.diff or ""))
+        print("\n".join(f"  {st} (unmutated: {base.get(cid)}): {cid}" for cid, st in got.items()
+                        if st != base.get(cid)) or "  every case has its unmutated status")
+        if got == {} or statuses(result.output) is None:
+            print((result.output or "")[-3000:])
+    row = {"module": str(rel), "operator": spec.operator_name, "occurrence": spec.occurrence,
+           "line": spec.start_pos[0], "outcome": outcome, "why": why, "seconds": round(time.perf_counter() - t0, 2),
+           "diff": clean_diff(result.diff or "")}
+    if row["line"] == 0:                           # built from a key: the line from the diff
+        row["line"] = changed_line(row["diff"])
+    return {"key": key_of(row), **row}
 
 
-def markdown(group: str, rows: list[dict], total: int, sample: int | None, seed: int) -> str:
-    by_mod: dict[str, dict[str, int]] = {}
+def load_annotations(path: Path | None) -> dict:
+    if path is None or not path.exists():
+        return {}
+    data = json.loads(path.read_text())
+    return {k: v for k, v in data.items() if not k.startswith("_")}
+
+
+def scores(rows: list[dict], notes: dict, outcome: str = "outcome") -> dict:
+    k = sum(r[outcome] == "killed" for r in rows)
+    s = sum(r[outcome] == "survived" for r in rows)
+    eq = sum(r[outcome] == "survived" and notes.get(r["key"], {}).get("verdict") == "equivalent" for r in rows)
+    return {"killed": k, "survived": s, "equivalent": eq, "other": len(rows) - k - s,
+            "score": round(100 * k / max(k + s, 1), 1), "non_equivalent_score": round(100 * k / max(k + s - eq, 1), 1)}
+
+
+def markdown(report: dict, notes: dict) -> str:
+    rows, group = report["mutants"], report["group"]
+    sample, seed = report.get("sample"), report.get("seed")
     for r in rows:
-        by_mod.setdefault(r["module"], {}).setdefault(r["outcome"], 0)
-        by_mod[r["module"]][r["outcome"]] += 1
+        r.setdefault("before", r["outcome"])
+    by_mod: dict[str, list[dict]] = {}
+    for r in rows:
+        by_mod.setdefault(r["module"], []).append(r)
     lines = [f"# Mutation score: {group} modules", "",
              f"{len(rows)} mutants run ({'all' if sample is None else f'a sample of {sample}, seed {seed}'}) "
-             f"of {total} that Cosmic Ray makes; the test command is `lite-llm conform` on the levels that cover "
-             f"each module (`scripts/mutation.py`).", "",
-             "| module | killed | survived | incompetent | score |", "| --- | --- | --- | --- | --- |"]
+             f"of the {report['total_mutants']} that Cosmic Ray makes in these modules; the test command is "
+             f"`lite-llm conform --impl <the module's implementation> --levels {report['levels']}`: the "
+             f"conformance vectors alone (`scripts/mutation.py`). *Score* is killed / (killed + survived); "
+             f"*non-equivalent score* leaves out the survivors argued equivalent below "
+             f"(`mutation-annotations.json`); *incompetent* mutants (the package no longer imports, or the run "
+             f"crashed) are counted in neither.", "",
+             "| module | killed | survived | of which equivalent | incompetent | score | non-equivalent score |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for mod in sorted(by_mod):
-        c = by_mod[mod]
-        k, s = c.get("killed", 0), c.get("survived", 0)
-        lines.append(f"| {mod} | {k} | {s} | {sum(c.values()) - k - s} | {100 * k / max(k + s, 1):.1f}% |")
-    k = sum(r["outcome"] == "killed" for r in rows)
-    s = sum(r["outcome"] == "survived" for r in rows)
-    lines += [f"| **all** | {k} | {s} | {len(rows) - k - s} | **{100 * k / max(k + s, 1):.1f}%** |", "",
-              "## Survivors", ""]
+        c = scores(by_mod[mod], notes)
+        lines.append(f"| {mod} | {c['killed']} | {c['survived']} | {c['equivalent']} | {c['other']} | "
+                     f"{c['score']}% | {c['non_equivalent_score']}% |")
+    c, b = scores(rows, notes), scores(rows, notes, "before")
+    lines += [f"| **all** | {c['killed']} | {c['survived']} | {c['equivalent']} | {c['other']} | "
+              f"**{c['score']}%** | **{c['non_equivalent_score']}%** |", ""]
+    changed = [r for r in rows if r["before"] != r["outcome"]]
+    lines += [f"Before the vectors added to kill survivors (`conformance/gen_mutants.py`): {b['killed']} killed, "
+              f"{b['survived']} survived, score {b['score']}%, non-equivalent score "
+              f"{round(100 * b['killed'] / max(b['killed'] + b['survived'] - c['equivalent'], 1), 1)}%. "
+              f"After: {c['killed']} killed, {c['survived']} survived, score {c['score']}%, non-equivalent score "
+              f"{c['non_equivalent_score']}% ({len(changed)} mutants changed outcome).", "",
+              "## Survivors, and the mutants that survived the first run", ""]
     for r in rows:
-        if r["outcome"] == "survived":
-            lines += [f"### {r['module']} line {r['line']}: {r['operator']} #{r['occurrence']}", "",
-                      "```diff", r["diff"].strip(), "```", ""]
+        if r["outcome"] != "survived" and r["before"] != "survived":
+            continue
+        note = notes.get(r["key"], {})
+        if r["outcome"] == "killed":
+            verdict = f"**killed by** `{note.get('case', '?')}`" + (f": {note['argument']}" if note.get("argument") else "")
+        elif note.get("verdict") == "equivalent":
+            verdict = f"**equivalent**: {note.get('argument', '')}"
+        else:
+            verdict = "**not argued**: counts as a non-equivalent survivor" + (
+                f" ({note['argument']})" if note.get("argument") else "")
+        lines += [f"### `{r['key']}` (line {r['line']}): {r['outcome']}", "", verdict, "",
+                  "```diff", normalized_diff(r["diff"]), "```", ""]
     return "\n".join(lines) + "\n"
+
+
+def write_report(path: Path, report: dict, notes: dict) -> None:
+    for r in report["mutants"]:
+        r["diff"] = clean_diff(r["diff"])
+        r.setdefault("key", key_of(r))
+    report.update({k: v for k, v in scores(report["mutants"], notes).items()})
+    path.write_text(json.dumps(report, indent=1) + "\n")
+    path.with_suffix(".md").write_text(markdown(report, notes))
 
 
 def main(argv=None) -> int:
@@ -124,54 +343,115 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per mutant's suite run")
     p.add_argument("--out", metavar="PREFIX", help="write PREFIX-<group>.json and .md")
+    p.add_argument("--only", metavar="KEY", action="append", help="only this mutant (module:operator#occurrence)")
+    p.add_argument("--rerun", metavar="REPORT.json", help="run a report's survivors (or --only) again, record outcomes")
+    p.add_argument("--rejudge", action="store_true",
+                   help="with --rerun: record changed outcomes as corrections of the judging, not as kills by new vectors")
+    p.add_argument("--render", metavar="REPORT.json", help="write the report's .md again (with the annotations)")
     p.add_argument("--check", metavar="REPORT.json", help="replay a sample of a committed report's mutants")
+    p.add_argument("--annotations", type=Path, default=ANNOTATIONS, help="verdicts on survivors (JSON)")
+    p.add_argument("--rev", metavar="COMMIT", help="stage the package from this commit (default: the working tree)")
+    p.add_argument("-v", "--verbose", action="store_true", help="print each mutant's diff and the suite's output")
     a = p.parse_args(argv)
+    notes = load_annotations(a.annotations)
+    report_path = next((Path(x) if Path(x).is_absolute() else ROOT / x for x in (a.check, a.rerun, a.render) if x),
+                       None)
+    report = json.loads(report_path.read_text()) if report_path else None
+    if a.render:
+        write_report(report_path, report, notes)
+        return 0
     with tempfile.TemporaryDirectory(prefix="lite-llm-mutation-") as tmp:
-        root = stage_package(Path(tmp) / "stage")
+        root = stage_package(Path(tmp) / "stage", a.rev)
         os.environ["PYTHONPATH"] = str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")
         os.chdir(root)                 # `python -m` puts the cwd first on sys.path: never the repository's lite_llm/
-        if a.check:
-            report = json.loads((ROOT / a.check if not Path(a.check).is_absolute() else Path(a.check)).read_text())
-            group = report["group"]
-        else:
-            group = a.group
+        group = report["group"] if report else a.group
         modules, levels = GROUPS[group]
-        paths = [root / "lite_llm" / f"{m}.py" for m in modules if (root / "lite_llm" / f"{m}.py").exists()]
-        items = enumerate_mutants(paths, Path(tmp) / "session.sqlite")
-        key = lambda w: (str(w.mutations[0].module_path), w.mutations[0].operator_name, w.mutations[0].occurrence)  # noqa: E731
-        items.sort(key=key)
         if a.check:
-            recorded = {(r["module"], r["operator"], r["occurrence"]): r["outcome"] for r in report["mutants"]}
-            pool = [w for w in items if (str(w.mutations[0].module_path.relative_to(root / "lite_llm")),
-                                         w.mutations[0].operator_name, w.mutations[0].occurrence) in recorded]
-            chosen = random.Random(a.seed).sample(pool, min(a.sample or 8, len(pool)))
+            return check(report, root, levels, a)
+        if a.rerun:
+            return rerun(report, report_path, notes, root, levels, a)
+        if a.only:
+            items, chosen = None, [item_for(k, root) for k in a.only]
         else:
+            paths = [root / "lite_llm" / f"{m}.py" for m in modules if (root / "lite_llm" / f"{m}.py").exists()]
+            items = enumerate_mutants(paths, Path(tmp) / "session.sqlite")
+            key = lambda w: (str(w.mutations[0].module_path), w.mutations[0].operator_name, w.mutations[0].occurrence)  # noqa: E731
+            items.sort(key=key)
             chosen = items if a.sample is None else random.Random(a.seed).sample(items, min(a.sample, len(items)))
+        baseline({str(w.mutations[0].module_path.relative_to(root / "lite_llm")).split("/")[0] for w in chosen},
+                 levels, a.timeout)
         rows = []
         for n, item in enumerate(chosen, 1):
-            r = run_mutant(item, root, levels, a.timeout)
+            r = run_mutant(item, root, levels, a.timeout, a.verbose)
             rows.append(r)
             print(f"[{n}/{len(chosen)}] {r['outcome']:<11} {r['module']}:{r['line']} {r['operator']} "
                   f"#{r['occurrence']} ({r['seconds']} s)", flush=True)
-        if a.check:
-            changed = [(r, recorded[(r["module"], r["operator"], r["occurrence"])]) for r in rows
-                       if r["outcome"] != recorded[(r["module"], r["operator"], r["occurrence"])]]
-            for r, was in changed:
-                print(f"CHANGED {r['module']}:{r['line']} {r['operator']} #{r['occurrence']}: {was} -> {r['outcome']}")
-            print(f"{len(rows) - len(changed)} of {len(rows)} mutants have their recorded outcome")
-            return 1 if changed else 0
-        k = sum(r["outcome"] == "killed" for r in rows)
-        s = sum(r["outcome"] == "survived" for r in rows)
-        print(f"{group}: {k} killed, {s} survived, {len(rows) - k - s} incompetent of {len(rows)} "
-              f"(of {len(items)}): score {100 * k / max(k + s, 1):.1f}%")
-        if a.out:
+        c = scores(rows, notes)
+        print(f"{group}: {c['killed']} killed, {c['survived']} survived, {c['other']} incompetent of {len(rows)}"
+              f"{'' if items is None else f' (of {len(items)})'}: score {c['score']}%")
+        if a.out and items is not None:
             out = Path(a.out) if Path(a.out).is_absolute() else ROOT / a.out
             out.parent.mkdir(parents=True, exist_ok=True)
-            Path(f"{out}-{group}.json").write_text(json.dumps(
-                {"group": group, "levels": levels, "total_mutants": len(items), "sample": a.sample, "seed": a.seed,
-                 "killed": k, "survived": s, "mutants": rows}, indent=1) + "\n")
-            Path(f"{out}-{group}.md").write_text(markdown(group, rows, len(items), a.sample, a.seed))
+            write_report(Path(f"{out}-{group}.json"), {"group": group, "levels": levels, "total_mutants": len(items),
+                                                       "sample": a.sample, "seed": a.seed, "rev": a.rev or "working tree",
+                                                       "mutants": rows}, notes)
     return 0
+
+
+def rerun(report: dict, report_path: Path, notes: dict, root: Path, levels: str, a) -> int:
+    """Run a report's survivors (or the --only keys) again on the current vectors; record changed outcomes."""
+    rows = {key_of(r): r for r in report["mutants"]}
+    keys = a.only or [k for k, r in rows.items() if r["outcome"] == "survived"]
+    baseline({k.split("/")[0] for k in keys}, levels, a.timeout)
+    for n, key in enumerate(keys, 1):
+        old = rows[key]
+        now = resolve(key, old["diff"], root)
+        if now is None:
+            print(f"[{n}/{len(keys)}] stale       {key}: the mutated code is gone from the module; not recorded")
+            continue
+        r = run_mutant(item_for(now, root), root, levels, a.timeout, a.verbose)
+        if r["outcome"] != old["outcome"]:
+            if a.rejudge:                  # the judging rule changed, not the vectors: no 'before'
+                report.setdefault("rejudged", []).append({"key": key, "was": old["outcome"], "now": r["outcome"],
+                                                          "why": r["why"]})
+            else:
+                old.setdefault("before", old["outcome"])
+            old["outcome"] = r["outcome"]
+        old["why"] = r["why"]
+        print(f"[{n}/{len(keys)}] {r['outcome']:<11} {key}{'' if now == key else f' (now {now})'} "
+              f"({r['seconds']} s)", flush=True)
+    write_report(report_path, report, notes)
+    return 0
+
+
+def check(report: dict, root: Path, levels: str, a) -> int:
+    """Replay up to --sample recorded mutants (drawn with --seed, stale ones skipped); 1 if a kill was lost."""
+    order = [r for r in report["mutants"] if r["outcome"] in ("killed", "survived")]
+    random.Random(a.seed).shuffle(order)
+    want, picked, stale = a.sample or 8, [], 0
+    for old in order:
+        if len(picked) == want:
+            break
+        now = resolve(key_of(old), old["diff"], root)
+        if now is None:
+            stale += 1
+            print(f"stale        {key_of(old)}: the mutated code is gone from the module; skipped")
+        else:
+            picked.append((old, now))
+    baseline({now.split("/")[0] for _, now in picked}, levels, a.timeout)
+    lost = []
+    for n, (old, now) in enumerate(picked, 1):
+        r = run_mutant(item_for(now, root), root, levels, a.timeout, a.verbose)
+        print(f"[{n}/{len(picked)}] {r['outcome']:<11} {key_of(old)}{'' if now == key_of(old) else f' (now {now})'} "
+              f"(recorded: {old['outcome']}; {r['seconds']} s)", flush=True)
+        if old["outcome"] == "killed" and r["outcome"] != "killed":
+            lost.append(now)
+            print(f"LOST KILL {now}: {r['outcome']} now\n{normalized_diff(old['diff'])}")
+        elif old["outcome"] == "survived" and r["outcome"] == "killed":
+            print(f"note: {now} survived in the report and is killed now: the report is out of date")
+    print(f"{len(picked) - len(lost)} of {len(picked)} replayed mutants keep their recorded kill or survival "
+          f"({stale} stale skipped)")
+    return 1 if lost or not picked else 0
 
 
 if __name__ == "__main__":
