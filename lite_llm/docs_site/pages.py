@@ -338,10 +338,8 @@ class Site:
                 out.pop()
             c = self.by_id.get(cur)
             bits = [f"*{c.strength}*" if c else "", f"[traceability]({link(here, 'traceability.md', cur)})"]
-            n_cases = len(self.cases_of.get(cur, ()))
-            if n_cases:
-                bits.append(f"[{n_cases} conformance case{'s' if n_cases != 1 else ''}]"
-                            f"({link(here, 'conformance/cases.md', cur)})")
+            # no counts here: a chapter's page depends on the chapter alone, not on the vectors
+            bits.append(f"[conformance cases]({link(here, 'conformance/cases.md', cur)})")
             out.extend(["", " · ".join(b for b in bits if b), "{: .clause-links }", ""])
             cur = None
 
@@ -475,15 +473,20 @@ class Site:
         lines = ["# Conformance cases by clause", "",
                  f"The {len(self.cases)} frozen vectors of `conformance/vectors/` "
                  f"({', '.join(f'{n} {lv}' for lv, n in sorted(levels.items()))}), listed under every clause their "
-                 "`case.json` cites. A case id is also its directory under `conformance/vectors/<version>/`. "
+                 "`case.json` cites; a clause without a case shows the reason `conformance/exemptions.json` gives. "
+                 "A case id is also its directory under `conformance/vectors/<version>/`. "
                  "`lite-llm conform --case ID` runs one.", ""]
         for c in self.clauses:
-            cases = self.cases_of.get(c.id)
+            cases = self.cases_of.get(c.id, [])
+            head = (f"**[{c.id}]({link(here, 'spec/' + c.chapter, c.id)})** ({c.strength.lower()}): "
+                    f"{len(cases) or 'no'} case{'s' if len(cases) != 1 else ''} · "
+                    f"[traceability]({link(here, 'traceability.md', c.id)})")
             if not cases:
+                reason = src.find_reason(self.case_exemptions, c.id) if self.case_exemptions else None
+                why = (reason or "no reason recorded") if c.normative else f"not required of a {c.strength} clause"
+                lines += [f"{head}: {cell(why)}", f"{{: #{c.id} }}", ""]
                 continue
-            lines += [f"**[{c.id}]({link(here, 'spec/' + c.chapter, c.id)})** ({c.strength.lower()}): "
-                      f"{len(cases)} case{'s' if len(cases) != 1 else ''} · "
-                      f"[traceability]({link(here, 'traceability.md', c.id)})", f"{{: #{c.id} }}", "",
+            lines += [head, f"{{: #{c.id} }}", "",
                       table(["case", "level", "operation", "match", "description"],
                             [[f"`{k.id}`", cell(k.level), f"`{k.operation}`" if k.operation else " ", cell(k.match),
                               cell(k.description)] for k in cases]), ""]
