@@ -1,6 +1,6 @@
-"""GPU round 2 (issue 14) in one command: targeted CUDA tests, the router and MoE benchmarks (S1 .. S3),
-the MoE layer and decode regime (S4, S5), the end-to-end decode and the ``_grouped_mm`` probe, each
-step under a time limit; one JSON with the date, the GPU and the command.
+"""GPU round 2 (issue 14) in one command: the CUDA tests, the MoE layer and decode regime (S4, S5), the
+end-to-end decode, the ``_grouped_mm`` probe, the router and MoE benchmarks (S1 .. S3) and the
+conformance suite on CUDA, each step under a time limit; one JSON with the date, the GPU and the command.
 
     OUT=dir python3 scripts/gpu_round2.py [--steps tests,S5,S4,E2E,probe,router,moe] [--budget 540] [--tests EXPR]
 
@@ -40,7 +40,7 @@ def env_info() -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--steps", default="tests,S5,S4,E2E,probe,router,moe")
+    p.add_argument("--steps", default="tests,S5,S4,E2E,probe,router,moe,conform")
     p.add_argument("--tests", default="", help="pytest -k expression for the tests step (default: every test "
                                                  "of the CUDA test files, as scripts/gpu_check.sh runs them)")
     p.add_argument("--budget", type=int, default=540, help="seconds for all steps together (a 600 s call)")
@@ -56,7 +56,7 @@ def main() -> int:
     start = time.time()
     q = ["--quick"] if a.quick else []
     dev = ["--device", "cuda"] if not a.quick else []
-    limits = {"tests": 200, "probe": 30, "S5": 80, "S4": 110, "E2E": 90, "router": 110, "moe": 90}
+    limits = {"conform": 80, "tests": 200, "probe": 30, "S5": 80, "S4": 110, "E2E": 90, "router": 110, "moe": 90}
     for step in a.steps.split(","):
         left = a.budget - (time.time() - start)
         if left < 15:
@@ -72,6 +72,9 @@ def main() -> int:
                            *(["-k", a.tests] if a.tests else []), f"--junitxml={out / 'junit.xml'}")
         elif step in ("probe", "S5", "S4", "E2E"):
             cmd = python_m("lite_llm.benchmarks.bench_layer", "--scenario", step, *dev, *q, "--json", str(js))
+        elif step == "conform":                  # the conformance suite against the optimized implementation on CUDA
+            cmd = python_m("lite_llm.cli", "conform", "--impl", "optimized", "--device", "cpu" if a.quick else "cuda",
+                           "--json", str(js))
         elif step == "moe":
             cmd = python_m("lite_llm.cli", "bench", "moe", "--scenario", "S3", *q, "--json", str(js))
         else:

@@ -25,7 +25,10 @@ Modules (kernels; launchers)
   ``bucketing``     ``_plan_kernel``, ``_count_kernel``, ``_scatter_kernel``; ``plan_buckets``,
                     ``bucket_by_matrix`` -> ``Buckets``.
   ``assemble``      ``_assemble_kernel`` (HSER-8, HSER-9); ``assemble_triton``, ``assemble_block``.
-  ``route``         ``route_flat``, ``route_levels_triton``, ``level_tables``, ``raise_if_nonfinite``.
+  ``route``         ``route_flat``, ``route_levels_triton``, ``level_tables``, ``raise_if_nonfinite``;
+                    ``flat_levels`` (one tier of one group, k_tier = k_group = 1: two launches) and
+                    ``direct_buckets`` (levels of at most ``DIRECT_SLOTS`` slots: one block per slot,
+                    no bucketing launches; decode sizes).
   ``moe``           ``_gate_up_kernel``, ``_down_kernel``, ``_combine_kernel``; ``grouped_swiglu``,
                     ``combine_triton``, ``expert_outputs_triton``; ``GEMM_CONFIG``, ``GEMM_CHOICES``.
 
