@@ -32,7 +32,7 @@ from lite_llm.spec.errors import NonFiniteError
 
 from .model import Model, apply_rope, ieee_float32, rms_norm, rope_tables
 from .moe import MoELayer, moe_forward
-from .router_types import RouteResult
+from .router_types import MAX_CANDIDATES, RouteResult
 
 SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
 
@@ -54,6 +54,26 @@ def slice_route(r: RouteResult, n: int) -> RouteResult:
 def clone_route(r: RouteResult) -> RouteResult:
     return RouteResult(**{f.name: (getattr(r, f.name) if f.name == "tier_set" else getattr(r, f.name).clone())
                           for f in fields(RouteResult)})
+
+
+KERNEL_MAX_LIMBS = 2    # the Triton kernels quantize into one or two int8 limbs per side
+
+
+def graphs_fit(cfg, cands) -> bool:
+    """Whether the Triton kernels (and so the graph replays) take this configuration: at most two
+    limbs per side and every level within the kernels' candidate limit."""
+    from .router import fits_triton
+
+    rc = cfg.router
+    return rc.hidden_limbs <= KERNEL_MAX_LIMBS and rc.weight_limbs <= KERNEL_MAX_LIMBS and \
+        fits_triton(cfg, tuple(cands))
+
+
+def _require_fit(cfg, cands) -> None:
+    if not graphs_fit(cfg, cands):
+        raise ValueError("graph replays run the Triton kernels, which take at most "
+                         f"{KERNEL_MAX_LIMBS} limbs per side and {MAX_CANDIDATES} candidates per level; "
+                         "use router.route / moe.moe_forward (the torch path gives the same bits)")
 
 
 class _Replays:
@@ -130,6 +150,7 @@ class GraphRouter:
                  graphs: bool | None = None, configs: dict | None = None):
         from .triton import assemble_triton, route_levels_triton
 
+        _require_fit(qrouter.cfg, cands)
         self.qrouter, self.cands, self.seed = qrouter, tuple(cands), seed
         self.flag = torch.zeros((), dtype=torch.bool, device=qrouter.device)
 
@@ -162,6 +183,7 @@ class GraphMoE:
     def __init__(self, moe: MoELayer, seed: int, sizes: Sequence[int] = SIZE_BUCKETS, graphs: bool | None = None):
         from .triton import assemble_triton, combine_triton, expert_outputs_triton, route_levels_triton
 
+        _require_fit(moe.cfg, moe.tier_ids)
         self.moe, self.seed = moe, seed
         cands = moe.tier_ids
         self.flag = torch.zeros((), dtype=torch.bool, device=moe.router.device)
@@ -363,7 +385,8 @@ class Decoder:
 
         cfg, dev = self.m.cfg, self.m.device
         if self.graphs is None:
-            self.graphs = dev.type == "cuda" and triton_available() and self.backend in ("auto", "triton")
+            self.graphs = dev.type == "cuda" and triton_available() and self.backend in ("auto", "triton") and \
+                graphs_fit(cfg, self.m.tier_ids)
         self.cache = KVCache.empty(cfg, self.capacity, dev)
         self.moes = [GraphMoE(self.m.moe[l], self.seed, self.sizes) for l in range(cfg.n_layers)] if self.graphs \
             else []

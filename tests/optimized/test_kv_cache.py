@@ -207,3 +207,25 @@ def test_replay_views_are_made_once_per_size():
     assert float(a[0][1]) == 42.0 and a[1].shape == (3, 2)
     rep.views(out, 5, make)
     assert made == [3, 5]
+
+
+def test_graph_replays_refuse_what_the_kernels_do_not_take():
+    """A level wider than the Triton kernels' limit: GraphRouter refuses; Decoder falls back to moe_forward."""
+    pytest.importorskip("triton")
+    from lite_llm.optimized.decode import GraphRouter, graphs_fit
+    from lite_llm.optimized.router import load_router
+    from lite_llm.spec.config import config_from_dict
+
+    cfg = config_from_dict({"spec_version": "0.1", "d_model": 16, "n_heads": 1,
+                            "tiers": [{"name": "t0", "groups": 1, "experts_per_group": 300, "d_ff": 4}],
+                            "router": {"k_tier": 1, "k_group": 1, "k_expert": 2, "hidden_limbs": 2,
+                                       "weight_limbs": 2, "seed": 0}})
+    g = torch.Generator().manual_seed(0)
+    w = {"layers.0.tiers.t0.router_tier": torch.rand(16, generator=g),
+         "layers.0.tiers.t0.router_group": torch.rand(1, 16, generator=g),
+         "layers.0.tiers.t0.router_expert": torch.rand(1, 300, 16, generator=g)}
+    q = load_router(cfg, w, 0, "cpu")
+    assert not graphs_fit(cfg, (0,))
+    with pytest.raises(ValueError, match="graph replays"):
+        GraphRouter(q, (0,), 0, graphs=False)
+    assert graphs_fit(resolve_config("tiny"), TIERS)
