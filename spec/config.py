@@ -46,8 +46,8 @@ class RouterConfig:
     k_tier: int = 1            # tiers chosen per token; more tiers = more active parameters
     k_group: int = 2           # groups chosen in each chosen tier
     k_expert: int = 2          # experts chosen in each chosen group
-    hidden_limbs: int = 2      # 1: 8-bit hidden states (97% fidelity), 2: 15-bit (99.9%+), HSER-2.3
-    weight_limbs: int = 2      # same for router weights; 2+2 costs four int8 products per pair
+    hidden_limbs: int = 2      # 1: 8-bit hidden states, 2: 15-bit, 3: 22-bit (HSER-2.3; fidelity HSER-2.7)
+    weight_limbs: int = 2      # 1 or 2 for router weights; 2+2 costs four int8 products per pair, 3+2 six
     seed: int = 0              # s in [0, 2**64): picks the tie order, never the scores (HSER-4.1)
 
     @property
@@ -211,9 +211,10 @@ def check_config(cfg: ModelConfig) -> None:
             raise ConfigError(f"router/{f}={v!r} must be an integer in [1, {MAX_K}]")
     if r.slots > MAX_K:
         raise ConfigError(f"router fan-out K = k_tier*k_group*k_expert = {r.slots} exceeds {MAX_K}")
-    for f in ("hidden_limbs", "weight_limbs"):
-        if getattr(r, f) not in (1, 2):
-            raise ConfigError(f"router/{f}={getattr(r, f)!r} must be 1 or 2")
+    # HSER-3.2: 3 + 3 limbs could reach |acc| = 2**58.98 > 2**53, so only hidden states take a third limb
+    for f, allowed, words in (("hidden_limbs", (1, 2, 3), "1, 2 or 3"), ("weight_limbs", (1, 2), "1 or 2")):
+        if getattr(r, f) not in allowed:
+            raise ConfigError(f"router/{f}={getattr(r, f)!r} must be {words}")
     try:
         parse_seed(r.seed)
     except LiteLLMError as e:

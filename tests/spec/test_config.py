@@ -21,7 +21,10 @@ def test_bundled_configs_validate_and_round_trip():
     ({"d_model": 0}, "d_model"),
     ({"d_model": (1 << 17) + 1}, "d_model"),
     ({"router": {"k_tier": 0, "k_group": 1, "k_expert": 1}}, "router/k_tier"),
-    ({"router": {"k_tier": 1, "k_group": 1, "k_expert": 1, "hidden_limbs": 3}}, "router/hidden_limbs"),
+    ({"router": {"k_tier": 1, "k_group": 1, "k_expert": 1, "hidden_limbs": 4}}, "router/hidden_limbs"),
+    ({"router": {"k_tier": 1, "k_group": 1, "k_expert": 1, "weight_limbs": 3}}, "router/weight_limbs"),
+    ({"router": {"k_tier": 1, "k_group": 1, "k_expert": 1, "hidden_limbs": 3, "weight_limbs": 3}},
+     "router/weight_limbs"),
     ({"tiers": []}, "tiers"),
     ({"tiers": [{"name": "Bad Name", "groups": 1, "experts_per_group": 1, "d_ff": 1}]}, "tiers/0/name"),
     ({"tiers": [{"name": "a", "groups": 0, "experts_per_group": 1, "d_ff": 1}]}, "tiers/0/groups"),
@@ -38,6 +41,14 @@ def test_invalid_configs_name_the_field(patch, field):
     with pytest.raises(ConfigError, match=field.replace("(", r"\(").replace(")", r"\)")) as e:
         config_from_dict(d)
     assert e.value.code == "E_CONFIG"
+
+
+def test_three_hidden_limbs_are_valid():
+    """TIER-1.5: hidden_limbs in {1, 2, 3}, weight_limbs in {1, 2}; the default stays 2 + 2."""
+    d = config_to_dict(make_config())
+    d["router"]["hidden_limbs"] = 3
+    assert config_from_dict(d).router.hidden_limbs == 3
+    assert config_from_dict(config_to_dict(make_config())).router.hidden_limbs == 2
 
 
 def test_semantic_limits():
