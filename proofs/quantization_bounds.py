@@ -6,10 +6,14 @@
   for every significand (exhaustive); so Q = round_half_even(y * 2**(7 (L - 1))) has
   |Q| <= 127 * 128**(L - 1) (the lemmas joined by ground instances);
 - HSER-2.4: the limb split Q = 128 hi + lo, hi = round_half_even(Q / 128), is exact with |hi| <= 127,
-  |lo| <= 64 (checked for every Q there is);
+  |lo| <= 64 (checked for every Q there is); with three hidden limbs the split applied again to hi,
+  Q = 16384 top + 128 mid + lo, is exact with |top| <= 127, |mid|, |lo| <= 64 (every |Q| <= 2080768);
 - HSER-3.2: each int8 x int8 limb sum, and every partial sum of it, fits int32 for d <= 2**17; the
-  combined accumulator fits int64 and is below 2**53, so it converts to binary64 exactly; the limb
-  recombination is an identity.
+  combined accumulator fits int64 and is below 2**53 for every limb count TIER-1.5 allows (3 + 2 at
+  most), so it converts to binary64 exactly; 3 + 3 limbs would not (a counterexample, why TIER-1.5
+  excludes them); the limb recombinations (2 + 2 and the six-term 3 + 2) are identities;
+- HSER-2.5 / HSER-3.3: the dequantization divisors are exact, every scale of a binary32 a > 0 is a
+  normal binary64 number, and every logit is finite and either zero or normal.
 """
 from __future__ import annotations
 
@@ -188,7 +192,8 @@ def chain_claim(drop: tuple[str, ...] = ()) -> Claim:
                     "with |x| <= a): the products x r and a r are exact binary64 numbers and fl32 of each is their "
                     "binary32 rounding (products_exact_in_binary64); -a r <= x r <= a r, so by rounding_monotone and "
                     "rounding_odd -fl(a r) <= y <= fl(a r) <= 127 + 2**-17 (largest_product), the premise of "
-                    "q_bound_1_limb and q_bound_2_limbs: |Q| <= 127 * 128**(L - 1) without clamping. Every lemma "
+                    "q_bound_1_limb, q_bound_2_limbs and q_bound_3_limbs: |Q| <= 127 * 128**(L - 1) without clamping. "
+                    "Every lemma "
                     "used is proved in this certificate; nothing about rounding is assumed.", premises,
                     z3.And(-Y_MAX <= y, y <= Y_MAX),
                     method="Z3 (UF + nonlinear real arithmetic): rounding_monotone, rounding_odd and largest_product "
@@ -218,6 +223,34 @@ def limb_split_claim() -> Claim:
                  {"largest |hi|": int(np.abs(hi).max()), "largest |lo|": int(np.abs(lo).max())})
 
 
+def limb_split_3_claim() -> Claim:
+    """HSER-2.4 with three hidden limbs: every Q with |Q| <= 2080768 splits exactly (all 4,161,537 values)."""
+    from lite_llm.reference.quantize import split_limbs
+
+    t0 = time.perf_counter()
+    q = np.arange(-q_max(3), q_max(3) + 1, dtype=np.int64)
+    hi = np.rint(q / 128.0).astype(np.int64)                  # round_half_even(Q / 128); exact quotient
+    lo = q - 128 * hi
+    top = np.rint(hi / 128.0).astype(np.int64)                # round_half_even(hi / 128)
+    mid = hi - 128 * top
+    ref_top, ref_mid, ref_lo = (v.astype(np.int64) for v in split_limbs(q, 3))
+    bad = np.flatnonzero((16384 * top + 128 * mid + lo != q) | (np.abs(top) > 127) | (np.abs(mid) > 64)
+                         | (np.abs(lo) > 64) | (ref_top != top) | (ref_mid != mid) | (ref_lo != lo))
+    model = None if bad.size == 0 else {"Q": int(q[bad[0]]), "top": int(top[bad[0]]), "mid": int(mid[bad[0]]),
+                                        "lo": int(lo[bad[0]])}
+    return Claim("limb_split_3_exact", f"For every integer Q with |Q| <= {q_max(3)} (all {q.size:,} of them): hi = "
+                 "round_half_even(Q / 128), lo = Q - 128 hi, top = round_half_even(hi / 128), mid = hi - 128 top "
+                 "satisfy Q = 16384 top + 128 mid + lo, |top| <= 127 and |mid|, |lo| <= 64, so all three limbs are "
+                 "int8 values (never -128); lite_llm.reference.quantize.split_limbs(Q, 3) gives the same limbs.",
+                 "spec", PROVED, PROVED if model is None else COUNTEREXAMPLE,
+                 "exhaustive enumeration (NumPy integers; Q / 128 and hi / 128 are exact in binary64)",
+                 "for Q in [-2080768, 2080768]: hi = rint(Q / 128); lo = Q - 128 hi; top = rint(hi / 128); "
+                 "mid = hi - 128 top; assert Q == 16384 top + 128 mid + lo and |top| <= 127 and |mid|, |lo| <= 64",
+                 round(time.perf_counter() - t0, 6), model,
+                 {"largest |top|": int(np.abs(top).max()), "largest |mid|": int(np.abs(mid).max()),
+                  "largest |lo|": int(np.abs(lo).max())})
+
+
 def partial_sum_claim() -> Claim:
     """Induction step: after j products of int8 limbs, |S_j| <= j * 127**2; for j <= d <= 2**17 that is < 2**31."""
     j, S, p, dd = z3.Ints("j S_j p d")
@@ -237,6 +270,13 @@ def accumulator_claim(lx: int, lw: int) -> Claim:
     bound = q_max(lx) * q_max(lw)
     premises = [0 <= j, j < dd, dd <= D_MAX, -j * bound <= S, S <= j * bound, -bound <= p, p <= bound]
     goal = z3.And(z3.Abs(S + p) <= (j + 1) * bound, z3.Abs(S + p) < 2 ** 53)
+    if D_MAX * bound >= 2 ** 53:      # 3 + 3 limbs: the bound fails, which is why TIER-1.5 excludes them
+        return z3_claim(f"int64_accumulator_{lx}x{lw}", f"With {lx} hidden and {lw} weight limbs (excluded by "
+                        f"TIER-1.5) the accumulator would NOT stay below 2**53: |Q_x|, |Q_w| <= {q_max(lx)} allow "
+                        f"|acc| up to 2**17 * {bound:,} = {D_MAX * bound:,} ~ 2**{np.log2(float(D_MAX * bound)):.2f}, "
+                        "beyond binary64's exact integers; the solver finds a partial sum of 2**53 or more.",
+                        premises, goal, expected=COUNTEREXAMPLE, show=[j, S, p, dd],
+                        method="Z3 linear integer arithmetic: the induction step has a model (a counterexample)")
     return z3_claim(f"int64_accumulator_{lx}x{lw}", f"With {lx} hidden and {lw} weight limb(s), every partial sum of "
                     f"acc = sum_i Q_x[i] Q_w[i] (|Q_x| <= {q_max(lx)}, |Q_w| <= {q_max(lw)}) satisfies |acc_j| <= j * "
                     f"{bound} < 2**53 for j <= d <= 2**17 (induction step), so acc fits int64 and converts to binary64 "
@@ -264,6 +304,30 @@ def recombination_claim() -> Claim:
                  {f"largest |{k}|": v for k, v in terms.items()})
 
 
+def recombination_3_claim() -> Claim:
+    """The six-term combine of HSER-3.2 for 3 hidden and 2 weight limbs (and 3 + 1) is an identity."""
+    t0 = time.perf_counter()
+    tx, mx, lx_, hw, lw_ = sp.symbols("top_x mid_x lo_x hi_w lo_w", integer=True)
+    qx, qw = 16384 * tx + 128 * mx + lx_, 128 * hw + lw_
+    six = sp.expand(qx * qw - (2 ** 21 * tx * hw + 2 ** 14 * (tx * lw_ + mx * hw) + 2 ** 7 * (mx * lw_ + lx_ * hw)
+                               + lx_ * lw_))
+    three = sp.expand(qx * hw - (2 ** 14 * tx * hw + 2 ** 7 * mx * hw + lx_ * hw))
+    ok = six == 0 and three == 0
+    s = D_MAX * 127 * 127                                      # largest |int32 limb sum|
+    terms = {"2**21 S_tH": 2 ** 21 * s, "2**14 (S_tL + S_mH)": 2 ** 14 * 2 * s, "2**7 (S_mL + S_lH)": 2 ** 7 * 2 * s,
+             "S_lL": s}
+    return Claim("limb_recombination_3x2", "Per term, with Q_x = 16384 top + 128 mid + lo and Q_w = 128 H + L: Q_x Q_w "
+                 "= 2**21 top H + 2**14 (top L + mid H) + 2**7 (mid L + lo H) + lo L (and with one weight limb, "
+                 "Q_x Q_w = 2**14 top Q_w + 2**7 mid Q_w + lo Q_w), so the six int32 limb sums combined in int64 as "
+                 "2**21 S_tH + 2**14 (S_tL + S_mH) + 2**7 (S_mL + S_lH) + S_lL give acc exactly; each scaled term "
+                 "and their sum are below 2**63.", "spec", PROVED,
+                 PROVED if ok and sum(terms.values()) < 2 ** 63 else COUNTEREXAMPLE,
+                 "SymPy polynomial identity (expand to 0) and exact integer bounds",
+                 f"expand((16384 top + 128 mid + lo)(128 H + L) - (2**21 top H + 2**14 (top L + mid H) + "
+                 f"2**7 (mid L + lo H) + lo L)) = {six}", round(time.perf_counter() - t0, 6), None,
+                 {f"largest |{k}|": v for k, v in terms.items()})
+
+
 def conversion_claim() -> Claim:
     n = z3.BitVec("acc", 64)
     f = z3.fpSignedToFP(smt.RNE, n, smt.F64)
@@ -275,26 +339,47 @@ def conversion_claim() -> Claim:
 
 def scale_divisor_claim() -> Claim:
     t0 = time.perf_counter()
-    ok = all(float(q_max(L)) == q_max(L) and q_max(L) < 2 ** 53 for L in (1, 2))
-    return Claim("scale_divisor_exact", "The dequantization divisors 127 and 127 * 128 = 16256 of HSER-2.5 are exact "
-                 "binary64 values, so the scale is one correctly rounded division.", "spec", PROVED,
-                 PROVED if ok else COUNTEREXAMPLE, "exact evaluation", "float(127) == 127 and float(16256) == 16256",
+    ok = all(float(q_max(L)) == q_max(L) and q_max(L) < 2 ** 53 for L in (1, 2, 3))
+    return Claim("scale_divisor_exact", "The dequantization divisors 127, 127 * 128 = 16256 and 127 * 128**2 = 2080768 "
+                 "of HSER-2.5 are exact binary64 values, so the scale is one correctly rounded division.", "spec", PROVED,
+                 PROVED if ok else COUNTEREXAMPLE, "exact evaluation",
+                 "float(127) == 127 and float(16256) == 16256 and float(2080768) == 2080768",
                  round(time.perf_counter() - t0, 6))
+
+
+def scale_normal_claim() -> Claim:
+    """HSER-2.5 / HSER-3.3: a / S is normal for every binary32 a > 0 and S of 1, 2, 3 limbs; logits stay finite."""
+    a = z3.FP("a", smt.F32)
+    a64 = z3.fpToFP(smt.RNE, a, smt.F64)
+    goals = []
+    for L in (1, 2, 3):
+        sc = z3.fpDiv(smt.RNE, a64, z3.FPVal(float(q_max(L)), smt.F64))
+        goals += [z3.fpIsNormal(sc), z3.fpGEQ(sc, z3.FPVal(2.0 ** -170, smt.F64))]
+    return z3_claim("scale_normal", "For every binary32 a > 0 (subnormals included, FLT_MAX included) and L = 1, 2, 3, "
+                    "the HSER-2.5 scale binary64(a) / (127 * 128**(L - 1)) is a normal binary64 number, at least "
+                    "2**-170. With |acc| <= 2**17 S_x S_w (HSER-3.2, scale = a / S) every non-zero logit of HSER-3.3 "
+                    "lies in [2**-170 * 2**-170, 2**17 * FLT_MAX**2 (1 + 2**-52)**2] ~ [2**-340, 2**273]: finite and "
+                    "normal, so the two multiplications of HSER-3.3 never overflow or lose bits to underflow.",
+                    [z3.Not(z3.fpIsNaN(a)), z3.Not(z3.fpIsInf(a)), z3.fpGT(a, f32v(0.0))], z3.And(*goals),
+                    method="Z3 floating-point (binary32 widened to binary64, binary64 division): the negation is unsat")
 
 
 def prove() -> Certificate:
     t0 = time.perf_counter()
     claims = [prescale_claim(), reciprocal_claim(), largest_product_claim(), round_claim(1), round_claim(2),
-              rounding_monotone_claim(), rounding_odd_claim(), products_exact_claim(), chain_claim(),
-              limb_split_claim(),
-              partial_sum_claim(), *(accumulator_claim(a, b) for a in (1, 2) for b in (1, 2)), recombination_claim(),
-              conversion_claim(), scale_divisor_claim()]
+              round_claim(3), rounding_monotone_claim(), rounding_odd_claim(), products_exact_claim(), chain_claim(),
+              limb_split_claim(), limb_split_3_claim(),
+              partial_sum_claim(), *(accumulator_claim(a, b) for a in (1, 2, 3) for b in (1, 2)),
+              accumulator_claim(3, 3), recombination_claim(), recombination_3_claim(),
+              conversion_claim(), scale_divisor_claim(), scale_normal_claim()]
     cert = Certificate(
         NAME, TITLE,
         "For every finite binary32 row and every d <= 2**17: quantized values satisfy |Q| <= 127 * 128**(L - 1) "
-        "without clamping (127 for one limb, 16256 for two); the limb split is exact with int8 limbs; every int32 "
-        "limb sum and every partial sum fits int32; the combined accumulator and its partial sums stay below 2**53, "
-        "fit int64 and convert to binary64 exactly.",
+        "without clamping (127 for one limb, 16256 for two, 2080768 for three); the limb splits (two and three "
+        "limbs) are exact with int8 limbs; every int32 limb sum and every partial sum fits int32; for every limb "
+        "count TIER-1.5 allows (hidden 1-3, weights 1-2) the combined accumulator and its partial sums stay below "
+        "2**53, fit int64 and convert to binary64 exactly, while 3 + 3 limbs could exceed 2**53 (the reason they "
+        "are excluded); every dequantization scale is a normal binary64 number.",
         CLAUSES, PAPER, claims,
         notes=["The binary32 lemmas quantify over every binary32 value, subnormals included; the uninterpreted chain "
                "uses them only at the terms HSER-2.3 computes.",

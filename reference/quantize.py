@@ -17,6 +17,7 @@ def quantize_rows(x: np.ndarray, limbs: int) -> tuple[np.ndarray, np.ndarray]:
     HSER-2.3  otherwise, in binary32: rows with a < 2**-64 are first scaled by 2**64 (exact);
               r = 127 / a (one division per row); y_i = x_i * r;
               Q_i = round_half_even(y_i * 2**(7 * (limbs - 1))); |Q_i| <= 127 * 128**(limbs-1).
+    limbs is 1, 2 or 3 (hidden states; router rows 1 or 2, TIER-1.5): |Q| <= 127, 16256, 2080768.
     The integers are returned as int64; a kernel may split them into int8 limbs (HSER-2.4). The
     absmax returned is HSER-2.1's, before the scaling of step 1 (HSER-2.5 uses it).
     """
@@ -38,9 +39,22 @@ def dequant_scale(absmax: np.ndarray, limbs: int) -> np.ndarray:
 
 
 def split_limbs(q: np.ndarray, limbs: int) -> list[np.ndarray]:
-    """Split Q into int8 limbs with Q = 128 * hi + lo, |lo| <= 64 (HSER-2.4); for kernels and tests."""
+    """Split Q into int8 limbs (HSER-2.4); for kernels and tests. Most significant limb first.
+
+    Two limbs: hi = round_half_even(Q / 128), lo = Q - 128 hi, so Q = 128 hi + lo, |hi| <= 127,
+    |lo| <= 64. Three limbs: the split applied again to hi: top = round_half_even(hi / 128),
+    mid = hi - 128 top, so Q = 16384 top + 128 mid + lo, |top| <= 127, |mid|, |lo| <= 64
+    (exhaustive over |Q| <= 2080768, certificate quantization_bounds).
+    """
     if limbs == 1:
         return [q.astype(np.int8)]
-    hi = np.rint(q.astype(np.float64) / 128.0).astype(np.int64)
+    if limbs not in (2, 3):
+        raise ValueError(f"limbs={limbs!r}: 1, 2 or 3")
+    q = np.asarray(q, np.int64)
+    hi = np.rint(q.astype(np.float64) / 128.0).astype(np.int64)      # Q / 128 is exact in binary64
     lo = q - 128 * hi
-    return [hi.astype(np.int8), lo.astype(np.int8)]
+    if limbs == 2:
+        return [hi.astype(np.int8), lo.astype(np.int8)]
+    top = np.rint(hi.astype(np.float64) / 128.0).astype(np.int64)
+    mid = hi - 128 * top
+    return [top.astype(np.int8), mid.astype(np.int8), lo.astype(np.int8)]

@@ -258,3 +258,54 @@ def test_routing_uses_no_library_exp():
     for mod in (cexp, router, sm):
         src = inspect.getsource(mod)
         assert "np.exp(" not in src and "math.exp(" not in src and "expm1" not in src, mod.__name__
+
+
+# --- Three hidden limbs (TIER-1.5, HSER-2.3, HSER-2.4, HSER-3.2) ------------------------------------
+
+@given(hnp.arrays(np.float32, st.tuples(st.integers(1, 5), st.integers(1, 40)), elements=finite32))
+def test_quantize_three_limbs_bounds_and_formula(x):
+    """HSER-2.3 with L = 3: Q = round_half_even(y * 2**14) (y * 2**14 exact), |Q| <= 2080768, reached by
+    the absmax; the scale is a / 2080768 (HSER-2.5)."""
+    q, a = quantize_rows(x, 3)
+    q2, _ = quantize_rows(x, 2)
+    assert np.all(np.abs(q) <= 2080768)
+    for i in range(x.shape[0]):
+        if a[i] == 0:
+            assert not q[i].any()
+            continue
+        f = np.float32(2.0 ** 64) if a[i] < np.float32(2.0 ** -64) else np.float32(1.0)
+        r = np.float32(np.float32(127) / np.float32(a[i] * f))
+        y = (x[i] * f) * r
+        assert [int(v) for v in q[i]] == [round(float(v) * 16384) for v in y]
+        assert np.max(np.abs(q[i])) == 2080768
+        assert np.all(np.abs(q[i] - 128 * q2[i]) <= 64)      # the same y, 7 more bits
+    assert bits(dequant_scale(a, 3)).tolist() == bits(a.astype(np.float64) / 2080768.0).tolist()
+
+
+def test_three_limb_split_is_exact_for_every_q():
+    """HSER-2.4: Q = 16384 top + 128 mid + lo, |top| <= 127, |mid|, |lo| <= 64, for every |Q| <= 2080768."""
+    q = np.arange(-2080768, 2080769, dtype=np.int64)
+    top, mid, lo = split_limbs(q, 3)
+    assert top.dtype == mid.dtype == lo.dtype == np.int8
+    assert np.array_equal(16384 * top.astype(np.int64) + 128 * mid.astype(np.int64) + lo.astype(np.int64), q)
+    assert np.abs(top).max() == 127 and np.abs(mid.astype(np.int64)).max() == 64 and np.abs(lo.astype(np.int64)).max() == 64
+
+
+def test_six_term_combine_equals_exact_dot_at_the_bound():
+    """HSER-3.2: with 3 + 2 limbs the six int32 limb sums, combined as 2**21 S_tH + 2**14 (S_tL + S_mH) +
+    2**7 (S_mL + S_lH) + S_lL, give acc exactly; the largest |acc| at d = 2**17 is below 2**52."""
+    from lite_llm.reference.logits import exact_dot_limbs
+
+    d = 1 << 17
+    qx = np.full((2, d), 2080768, np.int64)
+    qx[1, ::2] = -2080768
+    qw = np.full((2, d), 16256, np.int64)
+    qw[1, 1::3] = -16255
+    acc = exact_dot(qx, qw)
+    assert int(acc[0, 0]) == d * 2080768 * 16256 < 2 ** 52
+    assert np.array_equal(exact_dot_limbs(qx, qw, 3, 2), acc)
+    rng = np.random.default_rng(5)
+    for lx, lw in ((3, 1), (3, 2), (2, 2), (1, 2)):
+        a = rng.integers(-127 * 128 ** (lx - 1), 127 * 128 ** (lx - 1) + 1, (7, 300))
+        b = rng.integers(-127 * 128 ** (lw - 1), 127 * 128 ** (lw - 1) + 1, (5, 300))
+        assert np.array_equal(exact_dot_limbs(a, b, lx, lw), exact_dot(a, b)), (lx, lw)
