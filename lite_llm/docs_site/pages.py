@@ -613,6 +613,13 @@ class Site:
                 if isinstance(run, dict):
                     name = str(run.get("name") or run.get("impl"))
                     lines += [f"### {cell(name)} {{#{slug('gpu-' + name)}}}", ""] + self.run_body(run)
+                    ran = run.get("ran")
+                    if not isinstance(ran, int) and isinstance(run.get("counts"), dict):
+                        ran = sum(v for v in run["counts"].values() if isinstance(v, int))
+                    if isinstance(ran, int) and ran < len(self.cases):
+                        lines += [f"!!! note \"Recorded with {ran} of today's {len(self.cases)} cases\"", "",
+                                  "    The GPU run predates the newer cases; `scripts/gpu_check.sh` on a GPU machine "
+                                  "records a fresh one in `benchmarks/results/`.", ""]
             others = [[f"`{n}`", cell((d.get("env") or {}).get("gpu", "")), cell((d.get("env") or {}).get("date", "")),
                        "PASS" if d["conformance"].get("ok") else "FAIL"] for n, d in gpu[:-1]]
             if others:
