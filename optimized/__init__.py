@@ -12,7 +12,10 @@ Router (HSER chapter)
       E_WEIGHTS for a missing, misshapen, non-binary32 or non-finite tensor (HSER-1.4).
   ``router.route(h, qrouter, tiers, seed=None, backend="auto") -> RouteResult``
       h (T, d) float16/bfloat16/float32/float64, torch or numpy; ``tiers`` names or ids; backend
-      "auto" = Triton kernels on CUDA, torch elsewhere; "torch" or "triton" to force one. The record
+      "auto" = Triton kernels on CUDA, torch elsewhere; "torch" or "triton" to force one. The Triton
+      kernels take 1 or 2 limbs per side: with ``hidden_limbs = 3`` (TIER-1.5) "auto" runs the exact
+      torch path on CUDA too (same bits; cost in HSER-2.7's note) and "triton" raises ValueError; the
+      CUDA-graph paths of ``decode`` call the kernels directly and do not take 3 limbs. The record
       has the HSER-9.3 fields as torch tensors (``tier``, ``group``, ``expert``, ``gate``, ``count``,
       ``tier_probs``, ``chosen_tiers``, ``group_probs``, ``chosen_groups``, ``expert_probs``) and
       ``tier_set``; ``.to_numpy()`` gives them as a dict of numpy arrays.

@@ -7,10 +7,11 @@ import torch
 def exact_dot(qx: torch.Tensor, qw: torch.Tensor) -> torch.Tensor:
     """acc[i, j] = sum_k qx[i, k] * qw[j, k] exactly (HSER-3.1, HSER-3.2), as binary64 (T, n).
 
-    qx (T, d) and qw (n, d) hold integers with |q| <= 16256. The product is a binary64 matrix
-    product of those integers: each term is an integer below 2**28 and every partial sum, in any
-    order, is an integer below 2**53 (HSER-3.2), so every addition is exact and the BLAS (MKL,
-    OpenBLAS, cuBLAS) may sum in any order, tile or fuse: the result is the exact integer sum.
+    qx (T, d) holds integers with |q| <= 2080768 (three hidden limbs), qw (n, d) with |q| <= 16256
+    (two weight limbs). The product is a binary64 matrix product of those integers: each term is an
+    integer below 2**35 and every partial sum, in any order, is an integer of magnitude at most
+    d * 2080768 * 16256 < 2**52 (HSER-3.2), so every addition (fused or not) is exact and the BLAS
+    (MKL, OpenBLAS, cuBLAS) may sum in any order, tile or fuse: the result is the exact integer sum.
     """
     if qx.shape[0] == 0 or qw.shape[0] == 0:
         return qx.new_zeros((qx.shape[0], qw.shape[0]), dtype=torch.float64)

@@ -17,6 +17,8 @@ def quant_max(limbs: int) -> int:
 
 def quantize_rows(x: torch.Tensor, limbs: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Quantize each row of binary32 x (n, d) to integers Q (n, d) int32 and return (Q, absmax (n,)).
+    ``limbs``: 1, 2 or 3 (|Q| <= 127, 16256, 2080768; y * 2**14 is exact and Q < 2**24 is an exact
+    binary32 integer, so torch.round needs no wider type).
 
     HSER-2.1  a = max_i |x_i| (exact: it is one of the magnitudes).
     HSER-2.2  a row with a = 0 quantizes to zeros.
@@ -41,9 +43,17 @@ def dequant_scale(absmax: torch.Tensor, limbs: int) -> torch.Tensor:
 
 
 def split_limbs(q: torch.Tensor, limbs: int) -> tuple[torch.Tensor, ...]:
-    """int8 limbs of Q: (Q,) for one limb; (hi, lo) with Q = 128 * hi + lo, |lo| <= 64 for two (HSER-2.4)."""
+    """int8 limbs of Q, most significant first (HSER-2.4): (Q,) for one limb; (hi, lo) with
+    Q = 128 * hi + lo, |lo| <= 64 for two; (top, mid, lo) with Q = 16384 * top + 128 * mid + lo,
+    |mid|, |lo| <= 64 for three (the two-limb split applied again to hi)."""
     if limbs == 1:
         return (q.to(torch.int8),)
-    hi = torch.round(q.to(torch.float32) * (1.0 / 128.0))        # exact: |Q| < 2**14 and the factor is a power of two
+    if limbs not in (2, 3):
+        raise ValueError(f"limbs={limbs!r}: 1, 2 or 3")
+    hi = torch.round(q.to(torch.float32) * (1.0 / 128.0))        # exact: |Q| < 2**21 < 2**24, a power-of-two factor
     lo = q - 128 * hi.to(q.dtype)
-    return hi.to(torch.int8), lo.to(torch.int8)
+    if limbs == 2:
+        return hi.to(torch.int8), lo.to(torch.int8)
+    top = torch.round(hi * (1.0 / 128.0))                        # exact: |hi| <= 16256; half to even
+    mid = hi - 128.0 * top                                       # exact integers below 2**24
+    return top.to(torch.int8), mid.to(torch.int8), lo.to(torch.int8)

@@ -40,7 +40,7 @@ class QuantizedRows:
 
     q: torch.Tensor                  # (R, d) int32, |q| <= 127 * 128**(limbs-1)
     scale: torch.Tensor              # (R,) float64 dequantization scale (HSER-2.5)
-    limbs: tuple[torch.Tensor, ...]  # (hi, lo) or (q,): (R, d) int8 each, Q = 128 hi + lo (HSER-2.4)
+    limbs: tuple[torch.Tensor, ...]  # (hi, lo) or (q,): (R, d) int8 each, Q = 128 hi + lo (HSER-2.4; rows: <= 2)
 
     @staticmethod
     def of(rows: torch.Tensor, limbs: int) -> "QuantizedRows":
@@ -162,8 +162,10 @@ def route(h, router: QuantizedRouter, tiers, seed: int | None = None, backend: s
 
     ``h``: a torch tensor or numpy array, float16/bfloat16/float32/float64 (moved to the router's
     device). ``tiers``: the TierSet (names or ids). ``seed``: defaults to the config's router seed.
-    ``backend``: "auto" (Triton kernels on CUDA when every level has at most 256 candidates, torch
-    otherwise), "torch" or "triton".
+    ``backend``: "auto" (Triton kernels on CUDA when every level has at most 256 candidates and the
+    hidden states take at most two limbs, torch otherwise), "torch" or "triton". The Triton kernels
+    handle 1 or 2 limbs per side; with ``hidden_limbs = 3`` "auto" runs the exact torch path (the same
+    bits), and "triton" is refused with ValueError.
     Every check runs before a record is returned, in the order of HSER-10.3 (seed, TierSet, shape,
     type, finiteness); a rejected call returns nothing (HSER-10.2).
     """
@@ -173,6 +175,9 @@ def route(h, router: QuantizedRouter, tiers, seed: int | None = None, backend: s
     h = check_hidden(as_tensor(h), cfg.d_model)                                 # HSER-1.1, HSER-1.2
     if backend == "auto":
         backend = "triton" if router.device.type == "cuda" and fits_triton(cfg, cands) else "torch"
+    if backend == "triton" and cfg.router.hidden_limbs > TRITON_MAX_LIMBS:
+        raise ValueError(f"backend 'triton': the kernels take at most {TRITON_MAX_LIMBS} hidden limbs, the config has "
+                         f"{cfg.router.hidden_limbs}; use backend 'auto' or 'torch' (the same bits)")
     if backend == "triton":
         from .triton import assemble_triton, raise_if_nonfinite, route_levels_triton
         h = h.to(router.device)
@@ -198,10 +203,15 @@ def triton_available() -> bool:
     return _TRITON[0]
 
 
+TRITON_MAX_LIMBS = 2        # optimized/triton/quantize.py splits Q into at most two int8 limbs per side
+
+
 def fits_triton(cfg: ModelConfig, cands: tuple[int, ...]) -> bool:
-    """Whether Triton is installed and every level's candidate count fits its kernels."""
-    return triton_available() and max(len(cands), *(cfg.tiers[t].groups for t in cands),
-                                      *(cfg.tiers[t].experts_per_group for t in cands)) <= MAX_CANDIDATES
+    """Whether Triton is installed, the hidden states take at most two limbs (the kernels' split and
+    products, HSER-2.4, HSER-3.2) and every level's candidate count fits its kernels."""
+    return triton_available() and cfg.router.hidden_limbs <= TRITON_MAX_LIMBS and max(
+        len(cands), *(cfg.tiers[t].groups for t in cands),
+        *(cfg.tiers[t].experts_per_group for t in cands)) <= MAX_CANDIDATES
 
 
 def route_levels_torch(x: torch.Tensor, router: QuantizedRouter, cands: tuple[int, ...], seed: int) -> LevelOutputs:

@@ -3,6 +3,8 @@ mix64 and keys (HSER-4), quantization (HSER-2), exact logits (HSER-3), top-k (HS
 tree sum and softmax (HSER-6)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -255,3 +257,112 @@ def test_softmax_equals_reference_with_padding(device, z, pad):
     got = softmax(t(zp, device), t(np.broadcast_to(valid, zp.shape), device))
     assert_bits(got[:, : z.shape[1]], want, "softmax")
     assert_bits(got[:, z.shape[1]:], np.zeros((z.shape[0], pad), np.float32), "padding")
+
+
+# --- Three hidden limbs (TIER-1.5, HSER-2.4, HSER-3.2): the torch path against the reference -----------
+
+FIDELITY_SAMPLE = Path(__file__).resolve().parents[1] / "data" / "fidelity" / "minilm-l6-resid.5.npy"
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_quantize_three_limbs_equal_reference(device):
+    """HSER-2.3 with L = 3: Q = round_half_even(y * 2**14), |Q| <= 2080768, on extreme rows, random rows and
+    real heavy-tailed hidden states (all-MiniLM-L6-v2 resid.5), bit for bit the reference's."""
+    rng = np.random.default_rng(3)
+    real = np.load(FIDELITY_SAMPLE)[:256].astype(np.float32)
+    for name, x in (("extremes", extreme_rows()), ("random", (rng.standard_t(3, (64, 40))).astype(np.float32)),
+                    ("real", real)):
+        q, a = quantize_rows(t(x, device), 3)
+        rq, ra = rquant.quantize_rows(x, 3)
+        assert_bits(q.cpu().numpy().astype(np.int64), rq, f"Q ({name}, 3 limbs)")
+        assert_bits(dequant_scale(a, 3), rquant.dequant_scale(ra, 3), f"scale ({name}, 3 limbs)")
+        assert int(np.abs(rq).max()) <= 2080768
+    assert int(np.abs(rquant.quantize_rows(real, 3)[0]).max()) == 2080768         # the bound is reached
+
+
+@given(x=hnp.arrays(np.float32, st.tuples(st.integers(1, 6), st.integers(1, 33)), elements=finite32))
+def test_quantize_three_limbs_random_equal_reference(x):
+    q, a = quantize_rows(t(x, "cpu"), 3)
+    rq, ra = rquant.quantize_rows(x, 3)
+    assert_bits(q.numpy().astype(np.int64), rq, "Q")
+    assert_bits(dequant_scale(a, 3), rquant.dequant_scale(ra, 3), "scale")
+
+
+def test_split_three_limbs_reassemble_every_value():
+    """HSER-2.4: Q = 16384 top + 128 mid + lo with int8 limbs, |mid|, |lo| <= 64, for every Q of three limbs,
+    and the limbs equal the reference's split."""
+    q = torch.arange(-2080768, 2080769, dtype=torch.int32)
+    top, mid, lo = split_limbs(q, 3)
+    assert top.dtype == mid.dtype == lo.dtype == torch.int8
+    i32 = torch.int32
+    assert torch.equal(16384 * top.to(i32) + 128 * mid.to(i32) + lo.to(i32), q)
+    assert int(top.abs().max()) == 127 and int(mid.abs().max()) <= 64 and int(lo.abs().max()) <= 64
+    for got, want, name in zip((top, mid, lo), rquant.split_limbs(q.numpy().astype(np.int64), 3), ("top", "mid", "lo")):
+        assert_bits(got.numpy(), want, name)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("lx,lw", [(3, 1), (3, 2)])
+def test_exact_logits_three_limbs_at_the_bound(device, lx, lw):
+    """HSER-3.2: with 3 + 2 limbs the largest |acc| (d = 2**17, every Q at its bound) is 2**17 * 2080768 * 16256
+    < 2**52: the binary64 matrix product is exact, equal to the reference's int64 sum and to the six-term
+    int8-limb combine."""
+    d = 1 << 17
+    qmx, qmw = 127 * 128 ** (lx - 1), 127 * 128 ** (lw - 1)
+    qx = torch.full((2, d), qmx, dtype=torch.int32, device=device)
+    qx[1, ::2] = -qmx
+    qw = torch.full((3, d), qmw, dtype=torch.int32, device=device)
+    qw[1] = -qmw
+    qw[2, 1::3] = -qmw + 1
+    acc = exact_dot(qx, qw)
+    want = rlogits.exact_dot(qx.cpu().numpy(), qw.cpu().numpy())
+    assert_bits(acc.to(torch.int64), want, "acc")
+    assert int(acc.abs().max()) == d * qmx * qmw and d * qmx * qmw < 2 ** 52
+    assert_bits(want, rlogits.exact_dot_limbs(qx.cpu().numpy(), qw.cpu().numpy(), lx, lw), "six-term combine")
+    sx = torch.tensor([1e-30, 3e38], dtype=torch.float64, device=device)
+    sw = torch.tensor([1e-40, 7.0, 2.0 ** -140], dtype=torch.float64, device=device)
+    assert_bits(logits(acc, sx, sw), rlogits.logits(want, sx.cpu().numpy(), sw.cpu().numpy()), "z")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("lw", [1, 2])
+def test_route_three_limbs_on_real_states_equals_reference(device, lw):
+    """route() with hidden_limbs = 3 (backend "auto": the torch path, also on CUDA) on 512 real heavy-tailed
+    tokens through the bundled three-level router: every field of the record bit for bit the reference's."""
+    from dataclasses import replace
+
+    from lite_llm.optimized.router import fits_triton, load_router, route
+    from lite_llm.reference.router import route as ref_route
+    from lite_llm.reference.router_weights import init_router_weights, quantize_router
+    from lite_llm.spec.configs import resolve_config
+    from tests.optimized.common import assert_same_route, router_dict
+
+    base = resolve_config("fidelity-hser")
+    cfg = replace(base, router=replace(base.router, hidden_limbs=3, weight_limbs=lw))
+    w = init_router_weights(cfg, 2)
+    h = np.load(FIDELITY_SAMPLE)[:512]
+    tiers = tuple(range(cfg.n_tiers))
+    assert not fits_triton(cfg, tiers)                              # the kernels take at most two limbs
+    got = route(h, load_router(cfg, router_dict(cfg, w), device=device), tiers, 0)
+    assert_same_route(got, ref_route(h, quantize_router(cfg, w), tiers, 0))
+    two = replace(cfg, router=replace(cfg.router, hidden_limbs=2))
+    other = ref_route(h, quantize_router(two, w), tiers, 0)
+    print(f"3+{lw} vs 2+{lw}: {int((other.expert != got.expert.cpu().numpy()).any(axis=1).sum())} of {len(h)} "
+          "tokens route differently")
+
+
+def test_triton_backend_refuses_three_limbs():
+    """The Triton kernels split into at most two limbs: backend "triton" with 3 hidden limbs is refused (never a
+    silent 1-limb result); "auto" picks torch."""
+    from dataclasses import replace
+
+    from lite_llm.optimized.router import load_router, route
+    from lite_llm.reference.router_weights import init_router_weights
+    from lite_llm.spec.configs import resolve_config
+    from tests.optimized.common import router_dict
+
+    base = resolve_config("fidelity-hser")
+    cfg = replace(base, router=replace(base.router, hidden_limbs=3))
+    qr = load_router(cfg, router_dict(cfg, init_router_weights(cfg, 1)))
+    with pytest.raises(ValueError, match="at most 2 hidden limbs"):
+        route(np.zeros((1, cfg.d_model), np.float32), qr, (0, 1), 0, backend="triton")
