@@ -62,6 +62,21 @@ def reciprocal_order_rows(limbs: int, rows: int = 3, d: int = 8) -> np.ndarray:
     return np.stack(out)
 
 
+def quantize_special_rows() -> np.ndarray:
+    """The hand-picked rows of quantize_cases (the same values), for the three-limb case."""
+    special = np.zeros((10, 8), F32)
+    special[1] = -0.0
+    special[2] = f32(FLT_MAX, -FLT_MAX, 1, -1, FLT_SUB, 0, 3e38, -1e-30)
+    special[3] = f32(FLT_SUB, -FLT_SUB, 2 * FLT_SUB, 0, -0.0, FLT_SUB, 3 * FLT_SUB, -5 * FLT_SUB)
+    special[4] = f32(FLT_TINY, -FLT_TINY / 2, FLT_TINY / 3, 0, 0, 0, 0, 0)
+    special[5] = f32(1e-3, 1, 1e3, 1e6, -1e9, 7, 8, 9)
+    special[6] = f32(-2, 1, 1, 1, 1, 1, 1, 1)
+    special[7] = gauss("op.quantize.row7", (8,))
+    special[8] = f32(*([5.0] * 8))
+    special[9] = f32(1, 0.5, 0.25, 0.125, 1 / 127, -1 / 127, 0.5 / 127, 1.5 / 127)
+    return special
+
+
 def quantize_cases() -> list[CaseSpec]:
     special = np.zeros((10, 8), F32)
     special[1] = -0.0                                                  # a = 0 from -0.0
@@ -122,6 +137,76 @@ def logits_cases() -> list[CaseSpec]:
         f"{d} * 16256**2 (beyond int32, exact in int64 and binary64); logits of magnitude ~1e80 and ~1e-7.",
         ["HSER-3.1", "HSER-3.2", "HSER-3.3", "OVW-2.4"], "logits", {"hidden_limbs": 2, "weight_limbs": 2},
         {"x": xb, "w": wb}))
+    return out
+
+
+def split_tie_rows(rows: int = 4, d: int = 24) -> np.ndarray:
+    """Hidden rows whose three-limb Q hit the tie of the second split on every element but the absmax.
+
+    Column 0 is 127, so r = 127 / 127 = 1 and y = x exactly; every other x is Q / 16384 with Q = 256 m + 64:
+    Q / 128 = 2 m + 1/2 is a tie that round_half_even sends to the even 2 m and a half-up rounding to 2 m + 1.
+    A kernel whose limbs disagree on that tie (lo from one rounding, the upper limbs from the other) has limbs
+    that do not recombine to Q (HSER-2.4).
+    """
+    m = (integers("op.logits.splitties", rows * (d - 1), 13).astype(np.int64) - 4096).reshape(rows, d - 1)
+    q = 256 * m + 64
+    q = np.clip(q, -2080768 + 192, 2080768 - 192)           # |Q| < 127 * 16384: below the absmax's Q
+    x = (q.astype(np.float64) / 16384.0).astype(F32)         # exact: |Q| < 2**24
+    assert np.array_equal((x.astype(np.float64) * 16384.0).astype(np.int64), q)
+    return np.concatenate([np.full((rows, 1), 127.0, F32), x], axis=1)
+
+
+def three_limb_cases() -> list[CaseSpec]:
+    """hidden_limbs = 3 (TIER-1.5): quantization with three limbs, logits with 3 + 1 and 3 + 2 limbs."""
+    out = []
+    special = quantize_special_rows()
+    x = np.concatenate([special, gauss("op.quantize.3", (6, 8)), heavy("op.quantize.h3", (4, 8))])
+    out.append(CaseSpec(
+        "routing/op/quantize-limbs3",
+        "Quantization of rows with 3 int8 limbs (hidden states only, TIER-1.5): Q = round_half_even(y * 2**14), "
+        "|Q| <= 2080768; the rows of routing/op/quantize-limbs2 (zero, -0.0, FLT_MAX, subnormal-only, mixed, "
+        "negative absmax), random and heavy-tailed rows. Outputs Q (int64), absmax and the binary64 scale "
+        "a / 2080768.",
+        ["HSER-2.1", "HSER-2.2", "HSER-2.3", "HSER-2.4", "HSER-2.5", "TIER-1.5", "OVW-2.1", "OVW-2.3"],
+        "quantize", {"limbs": 3}, {"x": x}))
+    out.append(CaseSpec(
+        "routing/op/quantize-half-even-limbs3",
+        "Rows whose scaled values y * 2**14 are exactly halfway between integers (3 limbs): round_half_even must "
+        "pick the even neighbour.", ["HSER-2.3", "OVW-2.3"], "quantize", {"limbs": 3}, {"x": half_even_rows(3)}))
+    out.append(CaseSpec(
+        "routing/op/quantize-reciprocal-order-limbs3",
+        "Rows where multiplying by the row reciprocal 127 / a and dividing each element by a before multiplying "
+        "by 127 give different integers (3 limbs); only the former conforms.",
+        ["HSER-2.3"], "quantize", {"limbs": 3}, {"x": reciprocal_order_rows(3)}))
+    xl = np.concatenate([gauss("op.logits.x", (6, 24)), heavy("op.logits.xh", (4, 24)), np.zeros((1, 24), F32)])
+    wl = np.concatenate([gauss("op.logits.w", (5, 24), 0.2), np.zeros((1, 24), F32),
+                         uniform("op.logits.wt", (1, 24), 1e-38)])
+    for lw in (1, 2):
+        out.append(CaseSpec(
+            f"routing/op/logits-h3-w{lw}",
+            f"The inputs of routing/op/logits-h2-w{lw} with 3 hidden limbs and {lw} weight limb(s): acc (int64) and "
+            "z = (acc * scale_x) * scale_w (binary64); with limbs, the combine of HSER-3.2 has "
+            f"{3 * lw} int32 limb sums.",
+            ["HSER-3.1", "HSER-3.2", "HSER-3.3", "HSER-2.4", "HSER-2.5", "TIER-1.5"],
+            "logits", {"hidden_limbs": 3, "weight_limbs": lw}, {"x": xl, "w": wl}))
+    d = 1024
+    big = np.where(uniform("op.logits.sign", (2, d)) < 0, F32(-FLT_MAX), FLT_MAX).astype(F32)
+    xb = np.stack([np.full(d, FLT_MAX, F32), np.full(d, -FLT_MAX, F32), big[0], np.full(d, FLT_SUB, F32)])
+    wb = np.stack([np.full(d, FLT_MAX, F32), big[1], np.full(d, FLT_SUB, F32)])
+    out.append(CaseSpec(
+        "routing/op/logits-bounds-h3-w2",
+        f"d = {d} with 3 + 2 limbs, every value +-FLT_MAX or the smallest subnormal: |Q_x| = 2080768, |Q_w| = 16256, "
+        f"|acc| up to {d} * 2080768 * 16256 ~ 2**44.98 (beyond int32, exact in int64 and binary64); scales down to "
+        "2**-149 / 2080768 (normal binary64), logits of magnitude ~1e80 down to ~2e-87.",
+        ["HSER-3.1", "HSER-3.2", "HSER-3.3", "HSER-2.5", "OVW-2.4"], "logits", {"hidden_limbs": 3, "weight_limbs": 2},
+        {"x": xb, "w": wb}))
+    out.append(CaseSpec(
+        "routing/op/logits-h3-w2-split-ties",
+        "3 + 2 limbs on hidden rows whose Q (absmax 127, so y = x) is 256 m + 64 on every other element: Q / 128 "
+        "is a tie of the three-limb split (HSER-2.4). Limbs that recombine to Q give acc; a split that rounds the "
+        "tie half to even for lo and half up for the upper limbs is off by 128 per element.",
+        ["HSER-2.4", "HSER-3.1", "HSER-3.2"], "logits", {"hidden_limbs": 3, "weight_limbs": 2},
+        {"x": split_tie_rows(), "w": gauss("op.logits.splitties.w", (5, 24))}))
     return out
 
 
@@ -361,4 +446,4 @@ def _assert(cond: bool, msg: str) -> None:
 
 def cases() -> list[CaseSpec]:
     return (quantize_cases() + logits_cases() + seed_cases() + cexp_cases() + tree_sum_cases() + softmax_cases()
-            + top_k_cases() + renormalise_cases())
+            + top_k_cases() + renormalise_cases() + three_limb_cases())

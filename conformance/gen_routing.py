@@ -466,7 +466,6 @@ def error_cases() -> list[CaseSpec]:
     err("weights-nan-outside-tierset", "A NaN in the router of tier 2, which the TierSet {0, 1} leaves out: every "
         "tier's weights are checked when they are quantized.", ["HSER-1.4"], "E_WEIGHTS", w=w, tierset=[0, 1])
     bad_cfgs = [("k-zero", ("router", "k_group", 0), "k_group = 0", ["TIER-1.5"]),
-                ("limbs-3", ("router", "hidden_limbs", 3), "hidden_limbs = 3", ["TIER-1.5"]),
                 ("k-product", ("router", "k_tier", 16385), "K = 16385 * 2 * 2 > 2**16 slots", ["TIER-1.5"]),
                 ("groups-2pow31", ("tier", "groups", 1 << 31), "2**31 groups (indices are int32)", ["TIER-1.5"]),
                 ("groups-zero", ("tier", "groups", 0), "a tier with 0 groups", ["TIER-1.3", "TIER-1.5"]),
@@ -487,6 +486,14 @@ def error_cases() -> list[CaseSpec]:
         cl = next(c for n, _, _, c in bad_cfgs if n == name)
         err(f"config-{name}", f"An invalid configuration ({why}) is rejected with E_CONFIG.", cl + ["TIER-1.1"],
             "E_CONFIG", cfg=cfg)
+    # TIER-1.5: hidden_limbs in {1, 2, 3}, weight_limbs in {1, 2}. config-limbs-3 said hidden_limbs = 3 (2 weight
+    # limbs) was invalid before three hidden limbs were allowed; the id now holds 3 + 3 limbs, still invalid.
+    for name, (lx, lw), why in (("limbs-3", (3, 3), "3 + 3 limbs: |acc| could reach 2**17 * 2080768**2 ~ 2**58.98, "
+                                 "beyond 2**53"),
+                                ("limbs-4", (4, 2), "hidden_limbs = 4"),
+                                ("weight-limbs-3", (2, 3), "weight_limbs = 3")):
+        err(f"config-{name}", f"An invalid configuration ({why}) is rejected with E_CONFIG.",
+            ["TIER-1.5", "HSER-3.2", "TIER-1.1"], "E_CONFIG", cfg=config(limbs=(lx, lw)))
     cfg = config()
     cfg["d_model"] = 16.0
     err("config-d-model-float", "d_model is the JSON number 16.0: JSON Schema counts it as an integer, TIER-1.1 does "
@@ -532,6 +539,45 @@ def error_cases() -> list[CaseSpec]:
     return out
 
 
+def three_limb_cases() -> list[CaseSpec]:
+    """hidden_limbs = 3 (TIER-1.5, HSER-2.3, HSER-2.4, HSER-3.2): heavy-tailed tokens with 3 + 1 and 3 + 2 limbs,
+    and tokens on which 3 + 2 and 2 + 2 limbs choose different experts."""
+    out = []
+    hh = heavy("route.limbs", (16, 16))                   # the tokens of route/limbs-h{1,2}-w{1,2}
+    for lw in (1, 2):
+        cfg = config(limbs=(3, lw))
+        out.append(route_case(f"limbs-h3-w{lw}", f"The heavy-tailed tokens of route/limbs-h2-w{lw} routed with 3 hidden "
+                              f"limbs (Q = round_half_even(y * 2**14), |Q| <= 2080768) and {lw} weight limb(s).",
+                              ["HSER-2.3", "HSER-2.4", "HSER-2.5", "HSER-3.2", "TIER-1.5"] + ROUTE_CLAUSES[:4],
+                              cfg, hh, w=weights(cfg)))
+    # A deterministic pool searched for tokens whose route changes with the third hidden limb.
+    pool = heavy("route.limbs3.pool", (20000, 16))
+    c2, c3 = config(limbs=(2, 2)), config(limbs=(3, 2))
+    w = weights(c3)
+    r2, r3 = (reference_route(c, pool, w, [0, 1, 2], 0) for c in (c2, c3))
+    moved = np.flatnonzero(np.any([(r2[k] != r3[k]).any(axis=1) for k in ("tier", "group", "expert")], axis=0))
+    pick = np.concatenate([moved[:8], np.setdiff1d(np.arange(4), moved)])
+    h = pool[pick]
+    n_moved = min(len(moved), 8)
+
+    def sets(o, i):
+        return {(int(a), int(b), int(c)) for a, b, c in zip(o["tier"][i], o["group"][i], o["expert"][i])}
+
+    def check(o):
+        two = reference_route(c2, h, w, [0, 1, 2], 0)
+        for i in range(len(h)):
+            same = all((two[k][i] == o[k][i]).all() for k in ("tier", "group", "expert"))
+            assert same == (i >= n_moved), f"token {i}: 2 + 2 and 3 + 2 limbs should {'' if i >= n_moved else 'not '}agree"
+        assert sum(sets(two, i) != sets(o, i) for i in range(n_moved)) >= 3, "3 + 2 should change some active sets"
+    out.append(route_case("limbs-h3-vs-h2", f"Heavy-tailed tokens (a ratio of uniforms, two outlier channels) chosen "
+                          f"from a pool of 20,000 because 3 + 2 limbs route them differently from 2 + 2: the first "
+                          f"{n_moved} tokens change their experts or their order (some the active set itself), the last "
+                          f"{len(h) - n_moved} route as with 2 + 2. An implementation that quantizes hidden states with "
+                          "two limbs whatever the config says fails here.",
+                          ["HSER-2.3", "TIER-1.5", "HSER-2.7", "HSER-3.2"] + ROUTE_CLAUSES, c3, h, w=w, check=check))
+    return out
+
+
 def _assert(cond: bool, msg: str) -> None:
     if not cond:
         raise AssertionError(msg)
@@ -548,4 +594,5 @@ def _rows_equal(rows):
 
 
 def cases() -> list[CaseSpec]:
-    return route_cases() + dtype_cases() + shape_cases() + seed_cases() + tierset_cases() + error_cases()
+    return (route_cases() + dtype_cases() + shape_cases() + seed_cases() + tierset_cases() + error_cases()
+            + three_limb_cases())

@@ -36,6 +36,8 @@ BUGS = {
     "position-tie-keys": "level-1 tie keys from a tier's position in the TierSet, not its id (HSER-4.5)",
     "exp-constant-ulp": "the canonical exp's C5 one ulp too large (HSER-6.3)",
     "weights-last": "router weights checked after the hidden states, not before the seed (HSER-10.3)",
+    "split-tie-half-up": "three hidden limbs: lo from round_half_even(Q / 128), the upper limbs from floor((Q + 64) / "
+                         "128) (ties half up), so the limbs miss Q by 128 where Q = 256 m + 64 (HSER-2.4)",
 }
 
 EXP_CONSTANTS = ("LOG2E", "LN2_HI", "LN2_LO", "C7", "C6", "C5", "C4", "C3", "C2", "C1", "C0")
@@ -160,6 +162,7 @@ class PlantedRouter:
         d, tiers, r = cfg["d_model"], cfg["tiers"], cfg["router"]
         M, (k1, k2, k3) = len(tiers), (r["k_tier"], r["k_group"], r["k_expert"])
         lx, lw = r.get("hidden_limbs", 2), r.get("weight_limbs", 2)
+        self.limbs = (lx, lw)
         rows = self.weights(inp, tiers, d, lw) if self.bug != "weights-last" else None
         hidden = inp.get("hidden")
         if self.bug == "shape-before-seed" and (hidden is None or hidden.ndim != 2 or hidden.shape[1] != d):
@@ -219,8 +222,33 @@ class PlantedRouter:
         """Exact logit (HSER-3.3) from quantized hidden q and a weight row (q_w, scale_w, float row)."""
         if self.bug == "float-logits":
             return float(np.dot(x_row.astype(F32), w[2].astype(F32)))
-        acc = int(np.dot(q, w[0]))
+        acc = self.acc(q, w[0])
         return (F64(acc) * sx) * w[1]
+
+    limbs = (2, 2)          # (hidden, weight) limbs of the current request
+
+    def split(self, q, n: int) -> list[np.ndarray]:
+        """int8 limbs of Q, least significant first (HSER-2.4): Q = sum_i 128**i limb_i."""
+        q = np.asarray(q, np.int64)
+        if n == 1:
+            return [q]
+        hi = np.rint(q / 128.0).astype(np.int64)
+        lo = q - 128 * hi
+        if n == 2:
+            return [lo, hi]
+        if self.bug == "split-tie-half-up":
+            hi = np.floor((q + 64) / 128.0).astype(np.int64)      # the upper limbs round Q / 128's ties up
+        top = np.rint(hi / 128.0).astype(np.int64)
+        return [lo, hi - 128 * top, top]
+
+    def acc(self, qx, qw) -> int:
+        """acc = sum_i Q_x[i] Q_w[i] (HSER-3.1); with three hidden limbs, as the six int8 limb sums of HSER-3.2
+        combined with weights 128**(i + j)."""
+        lx, lw = self.limbs
+        if lx < 3:
+            return int(np.dot(qx, qw))
+        return sum(128 ** (i + j) * int(np.dot(a, b)) for i, a in enumerate(self.split(qx, 3))
+                   for j, b in enumerate(self.split(qw, lw)))
 
     def weights(self, inp, tiers, d, limbs):
         """Every router row, quantized (q, scale, float row) per row (or per matrix, planted)."""
@@ -299,10 +327,11 @@ class PlantedRouter:
 
     def op_logits(self, req):
         lx, lw = req.params["hidden_limbs"], req.params["weight_limbs"]
+        self.limbs = (lx, lw)
         x, w = req.inputs["x"], req.inputs["w"]
         qx = [self.quantize(r, lx) for r in x]
         qw = [self.quantize(r, lw) for r in w]
-        acc = np.array([[int(np.dot(a[0], b[0])) for b in qw] for a in qx], np.int64).reshape(len(x), len(w))
+        acc = np.array([[self.acc(a[0], b[0]) for b in qw] for a in qx], np.int64).reshape(len(x), len(w))
         z = np.array([[self.logit(a[0], a[2], xr, (b[0], b[2], wr)) for b, wr in zip(qw, w)]
                       for a, xr in zip(qx, x)], F64).reshape(len(x), len(w))
         return {"acc": acc, "z": z}

@@ -51,6 +51,11 @@ EXPECTED = {
                       E + "order-weights-before-hidden", E + "order-missing-weights-before-dtype"},
                      {E + "weights-nan", E + "weights-missing", E + "order-config-first", E + "order-seed-first",
                       R + "basic"}),
+    # three hidden limbs (TIER-1.5): Q is right (quantize passes), the limbs are not; the split-ties case misses
+    # every logit, the random logits cases the few with a tie; the routes here happen to rank the same
+    "split-tie-half-up": ({OP + "logits-h3-w2-split-ties", OP + "logits-h3-w2", OP + "logits-h3-w1"},
+                          {OP + "quantize-limbs3", OP + "logits-bounds-h3-w2", OP + "logits-h2-w2", R + "limbs-h3-w2",
+                           R + "limbs-h3-vs-h2", R + "basic"}),
 }
 
 # patched bug -> (cases that must fail, cases that must still pass), across the other levels

@@ -140,13 +140,14 @@ static int parse_seed(const jval *v, uint64_t *out) {
 /* ================================================================================================
  * Quantization and exact logits (HSER-2, HSER-3)
  * ============================================================================================== */
-static double quant_divisor(int limbs) { return limbs == 1 ? 127.0 : 127.0 * 128.0; }
+/* 127 * 128**(L-1), exact in binary64: 127, 16256, 2080768 (L = 3: hidden states only, TIER-1.5). */
+static double quant_divisor(int limbs) { return limbs == 1 ? 127.0 : limbs == 2 ? 127.0 * 128.0 : 127.0 * 16384.0; }
 
 /* Q (d) and the binary64 scale of one binary32 row (HSER-2.1 .. HSER-2.5); returns absmax. */
 static float quantize_row(const float *x, long long d, int limbs, int64_t *q, double *scale) {
     float a = 0.0f;
     for (long long i = 0; i < d; i++) { float m = fabsf(x[i]); if (m > a) a = m; }
-    float lift = limbs == 1 ? 1.0f : 128.0f;
+    float lift = limbs == 1 ? 1.0f : limbs == 2 ? 128.0f : 16384.0f;   /* 2**(7 (L - 1)); |Q| < 2**21 */
     float pre = a < 0x1p-64f ? 0x1p64f : 1.0f;      /* step 1: rows with a < 2**-64 scaled, exactly */
     float r = a == 0.0f ? 0.0f : 127.0f / (a * pre);  /* step 2: one division per row */
     for (long long i = 0; i < d; i++) {
@@ -317,8 +318,11 @@ static int parse_config(const jval *c, config *cfg) {
         return reject("E_CONFIG", "router/k_tier, k_group and k_expert must be integers in [1, 2**16]");
     if (cfg->k1 * cfg->k2 * cfg->k3 > MAX_K)
         return reject("E_CONFIG", "K = k_tier * k_group * k_expert = %lld exceeds 2**16", cfg->k1 * cfg->k2 * cfg->k3);
-    if (!jint_field(r, "hidden_limbs", 2, 1, 2, &cfg->hidden_limbs) || !jint_field(r, "weight_limbs", 2, 1, 2, &cfg->weight_limbs))
-        return reject("E_CONFIG", "router/hidden_limbs and weight_limbs must be 1 or 2");
+    /* TIER-1.5: 3 + 3 limbs could reach |acc| = 2**58.98 > 2**53 (HSER-3.2), so weights take at most 2 */
+    if (!jint_field(r, "hidden_limbs", 2, 1, 3, &cfg->hidden_limbs))
+        return reject("E_CONFIG", "router/hidden_limbs must be 1, 2 or 3");
+    if (!jint_field(r, "weight_limbs", 2, 1, 2, &cfg->weight_limbs))
+        return reject("E_CONFIG", "router/weight_limbs must be 1 or 2");
     jval *seed = jget(r, "seed");
     cfg->seed = 0;
     if (seed) {

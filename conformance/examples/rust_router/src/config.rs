@@ -124,7 +124,8 @@ pub fn parse_config(v: Option<&Value>) -> Result<Config, Reject> {
     let k_tier = int(r, "k_tier", 1, 65536, None, "router.")?;
     let k_group = int(r, "k_group", 1, 65536, None, "router.")?;
     let k_expert = int(r, "k_expert", 1, 65536, None, "router.")?;
-    let hidden_limbs = int(r, "hidden_limbs", 1, 2, Some(2), "router.")? as u32;
+    // TIER-1.5: hidden states take 1, 2 or 3 limbs, router rows 1 or 2 (3 + 3 could reach |acc| = 2**58.98, HSER-3.2)
+    let hidden_limbs = int(r, "hidden_limbs", 1, 3, Some(2), "router.")? as u32;
     let weight_limbs = int(r, "weight_limbs", 1, 2, Some(2), "router.")? as u32;
     let seed = match r.iter().find(|(k, _)| k == "seed") {
         None => 0,

@@ -36,10 +36,11 @@ impl Request<'_> {
             .and_then(|i| usize::try_from(i).ok())
             .ok_or_else(|| Failure::Errored(format!("parameter {name} missing or not a count")))
     }
-    fn limbs(&self, name: &str) -> Result<u32, Failure> {
+    /// A limb count in 1..=max: hidden states take 1, 2 or 3 limbs, router rows 1 or 2 (TIER-1.5).
+    fn limbs(&self, name: &str, max: usize) -> Result<u32, Failure> {
         match self.param_usize(name)? {
-            l @ (1 | 2) => Ok(l as u32),
-            l => Err(Failure::Errored(format!("{name} = {l}: limbs are 1 or 2"))),
+            l if (1..=max).contains(&l) => Ok(l as u32),
+            l => Err(Failure::Errored(format!("{name} = {l}: limbs are 1 to {max}"))),
         }
     }
 }
@@ -72,7 +73,7 @@ pub fn run(op: &str, req: &Request) -> Result<Outputs, Failure> {
         "quantize" => {
             let x = req.input("x")?;
             let (n, d) = dims2(x);
-            let rows = quantize_rows(&x.f32s(), d, req.limbs("limbs")?);
+            let rows = quantize_rows(&x.f32s(), d, req.limbs("limbs", 3)?);
             let q: Vec<i64> = rows.iter().flat_map(|r| r.q.iter().copied()).collect();
             let a: Vec<f32> = rows.iter().map(|r| r.absmax).collect();
             let s: Vec<f64> = rows.iter().map(|r| r.scale).collect();
@@ -85,8 +86,8 @@ pub fn run(op: &str, req: &Request) -> Result<Outputs, Failure> {
         "logits" => {
             let (x, w) = (req.input("x")?, req.input("w")?);
             let ((t, d), (n, _)) = (dims2(x), dims2(w));
-            let qx = quantize_rows(&x.f32s(), d, req.limbs("hidden_limbs")?);
-            let qw = quantize_rows(&w.f32s(), d, req.limbs("weight_limbs")?);
+            let qx = quantize_rows(&x.f32s(), d, req.limbs("hidden_limbs", 3)?);
+            let qw = quantize_rows(&w.f32s(), d, req.limbs("weight_limbs", 2)?);
             let mut acc = Vec::with_capacity(t * n);
             let mut z = Vec::with_capacity(t * n);
             for a in &qx {

@@ -12,7 +12,7 @@ pub struct QRow {
     pub scale: f64,
 }
 
-/// 127 * 128**(L-1): the largest |Q| for L limbs (exact in binary64).
+/// 127 * 128**(L-1): the largest |Q| for L limbs (exact in binary64): 127, 16256, 2080768.
 pub fn qmax(limbs: u32) -> f64 {
     127.0 * 128f64.powi(limbs as i32 - 1)
 }
