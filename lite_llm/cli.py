@@ -17,7 +17,9 @@ from lite_llm import exit_codes
 from lite_llm.spec.errors import LiteLLMError
 
 EXTRAS = {"torch": "torch", "triton": "triton", "hypothesis": "dev", "pytest": "dev", "z3": "proofs",
-          "sympy": "proofs", "mkdocs": "docs", "material": "docs", "matplotlib": "plots"}   # module -> extra
+          "sympy": "proofs", "mkdocs": "docs", "material": "docs", "mkdocstrings": "docs",
+          "selenium": "docs", "matplotlib": "plots", "s3fs": "storage", "aiohttp": "storage",
+          "cosmic_ray": "mutation"}   # module -> extra
 
 COMMANDS = ("route", "spec", "fidelity", "params", "checkpoint", "generate", "vectors", "conform", "prove", "bench",
             "train", "routes", "docs")
