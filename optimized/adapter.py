@@ -197,6 +197,23 @@ class OptimizedAdapter:
         p = req.params
         return {"values": uniform_tensor(p["seed"], p["name"], tuple(p["shape"]), p["bound"], self.device).cpu().numpy()}
 
+    def op_generated_expert(self, req: Request) -> dict:
+        """One expert's weights and router rows of a generated tier, made on the device (INIT-3.1 .. 3.3)."""
+        from lite_llm.optimized.generated import GeneratedSource
+
+        cfg, p = request_config(req), req.params
+        src = GeneratedSource(cfg, p["seed"], device=self.device)
+        t, layer, g, e = cfg.tier_id(p["tier"]), p["layer"], p["group"], p["expert"]
+        for what, v, n in (("layer", layer, cfg.n_layers), ("group", g, cfg.tiers[t].groups),
+                           ("expert", e, cfg.tiers[t].experts_per_group)):
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < n:
+                raise IndexError(f"{what} {v!r} is outside [0, {n})")
+        out = src.read_expert(layer, t, g, e)
+        out["router_group"] = src.read_router_rows(layer, t, "router_group", g, 1)[0]
+        row = g * cfg.tiers[t].experts_per_group + e
+        out["router_expert"] = src.read_router_rows(layer, t, "router_expert", row, 1)[0]
+        return {k: v.cpu().numpy() for k, v in out.items()}
+
     def op_fnv1a64(self, req: Request) -> dict:
         from lite_llm.optimized.init import fnv1a64
 

@@ -175,6 +175,19 @@ class ReferenceAdapter:
         p = req.params
         return {"values": uniform_tensor(parse_seed(p["seed"]), p["name"], tuple(p["shape"]), np.float32(p["bound"]))}
 
+    def op_generated_expert(self, req: Request) -> dict:
+        """One expert's weights and router rows of a generated tier (INIT-3.1 .. INIT-3.3)."""
+        from lite_llm.reference.generated import generated_expert, router_rows
+        from lite_llm.spec.config import parse_seed
+
+        cfg, p = request_config(req), req.params
+        seed, t, layer, g, e = parse_seed(p["seed"]), cfg.tier_id(p["tier"]), p["layer"], p["group"], p["expert"]
+        out = generated_expert(cfg, seed, layer, t, g, e)
+        out["router_group"] = router_rows(cfg, seed, layer, t, "router_group", [g])[0]
+        out["router_expert"] = router_rows(cfg, seed, layer, t, "router_expert",
+                                           [g * cfg.tiers[t].experts_per_group + e])[0]
+        return out
+
     def op_fnv1a64(self, req: Request) -> dict:
         from lite_llm.reference.init import fnv1a64
 

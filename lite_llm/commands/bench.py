@@ -14,7 +14,7 @@ def add_parser(sub) -> None:
                                    "on decode traces (hit rate at 1%% to 50%% of expert bytes), and decode tokens/s "
                                    "with 100/25/10/5%% of expert bytes in the fastest tier (runs on a CPU). "
                                    "See benchmarks/README.md.")
-    p.add_argument("what", choices=["router", "moe", "storage"], help="which benchmark")
+    p.add_argument("what", choices=["router", "moe", "storage", "corollary", "scaling"], help="which benchmark")
     p.add_argument("--scenario", choices=["S1", "S2", "S3", "S4", "S5", "E2E", "all"], default="all",
                    help="router: S1, S2 or all; moe: S3, S4, S5, E2E or all (default all)")
     p.add_argument("--device", default=None, help="cuda (default when available) or cpu")
@@ -28,6 +28,15 @@ def add_parser(sub) -> None:
     p.add_argument("--no-decode", action="store_true", help="storage: hit rates only, skip the decode timing")
     p.add_argument("--save-traces", metavar="DIR", default=None,
                    help="storage: also save the traces replayed, one .npz each (PLACE-4.3)")
+    p.add_argument("--tokens", type=int, default=None, metavar="N",
+                   help="corollary: tokens of the stream (default 8; --quick 1)")
+    p.add_argument("--reps", type=int, default=None, metavar="N", help="corollary, scaling: timed repetitions")
+    p.add_argument("--max-seconds", type=float, default=None, metavar="S",
+                   help="corollary, scaling: time budget; repetitions stop early when it is spent")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="corollary, scaling: write JSON and PNG there (default benchmarks/results; --quick: none)")
+    p.add_argument("--plot-from", metavar="FILE.json", default=None,
+                   help="corollary, scaling: only draw the PNG of a JSON result (written where matplotlib was missing)")
     p.set_defaults(func=run)
 
 
@@ -43,6 +52,8 @@ def run(args) -> int:
         raise UsageError("--device cuda: torch sees no CUDA device")
     if args.what == "storage":
         return run_storage(args, device)
+    if args.what in ("corollary", "scaling"):
+        return run_scale(args, device)
     if args.json == "-":
         raise UsageError("--json needs a FILE for the router and moe benchmarks")
     if args.trace or args.plot or args.no_decode or args.save_traces:
@@ -84,3 +95,51 @@ def run_storage(args, device: str) -> int:
 
     return run_bench(args.trace, args.quick, device, args.json, args.plot, decode_too=not args.no_decode,
                      save_traces=args.save_traces)
+
+
+def run_scale(args, device: str) -> int:
+    """corollary: the quadrillion model swept over its cumulative TierSets (issue 13); scaling: flat vs HSER
+    vs product-key routing from 1e3 to 1e7 experts. See benchmarks/README.md."""
+    from pathlib import Path
+
+    from lite_llm.commands.inputs import UsageError, output_path
+
+    if args.scenario != "all" or args.trace or args.plot or args.no_decode or args.save_traces:
+        raise UsageError("--scenario, --trace, --plot, --no-decode and --save-traces are not options of "
+                         f"lite-llm bench {args.what}")
+    if args.plot_from:
+        if not Path(args.plot_from).is_file():
+            raise UsageError(f"--plot-from {args.plot_from}: no such file")
+        from lite_llm.benchmarks.bench_corollary import plot_from
+
+        return plot_from(args.plot_from, args.out)
+    if args.json == "-":
+        raise UsageError(f"--json needs a FILE for lite-llm bench {args.what}")
+    for name in ("tokens", "reps"):
+        v = getattr(args, name)
+        if v is not None and not 1 <= v <= 4096:
+            raise UsageError(f"--{name} {v}: expected an integer in [1, 4096]")
+    if args.max_seconds is not None and not 0 < args.max_seconds < 1e6:
+        raise UsageError(f"--max-seconds {args.max_seconds}: expected a positive number of seconds")
+    if device == "cpu" and not args.quick:
+        raise UsageError(f"the full {args.what} benchmark is GPU-sized (a 10**15-parameter model, 10**7 experts); "
+                         "use --quick on a CPU, or run on a GPU (--device cuda)")
+    from lite_llm.benchmarks.bench_corollary import RESULTS
+
+    out = args.out or (None if args.quick else str(RESULTS))
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        output_path(str(Path(out) / "x.json"), "--out")
+    import sys
+
+    command = "lite-llm bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else None
+    if args.what == "corollary":
+        from lite_llm.benchmarks.bench_corollary import run as run_corollary
+
+        return run_corollary(device, args.quick, args.json, args.tokens, args.reps, out, True, args.max_seconds,
+                             command)
+    if args.tokens is not None:
+        raise UsageError("--tokens is an option of lite-llm bench corollary")
+    from lite_llm.benchmarks.bench_scaling import run as run_scaling
+
+    return run_scaling(device, args.quick, args.json, args.reps, out, args.max_seconds, command)
