@@ -8,19 +8,21 @@ Needs no network: the text is the Python standard library's own sources (byte to
 imported from an installed ``lite-llm`` (``pip install -e . --no-deps --no-build-isolation``) or, if
 that fails, straight from this source tree.
 
-Steps, each timed, everything written under --out:
-  1. base run: a fresh model (INIT seed 0) trained for a bounded time on CUDA      base/
+Steps, each timed; checkpoints, logs and full route records go to --work (a temporary directory by default):
+  1. base run: a fresh model (INIT seed 0) trained for a bounded time on CUDA
   2. determinism: two short runs with one seed give byte-identical checkpoints (TRAIN-6.1)
-  3. `checkpoint expand` (the reference operator) adds tier "grow" to a copy        expanded/
-  4. train only the new tier, with the auxiliary loss (alpha 0.01) and without (0)  grow/, grow_noaux/
+  3. `checkpoint expand` (the reference operator) adds tier "grow" to a copy of the base checkpoint
+  4. train only the new tier, with the auxiliary loss (alpha 0.01) and, for as many steps, without (0)
   5. (a) every existing shard byte-identical; (b) routes and logits under the old TierSet
      bit-identical before and after (CUDA and CPU); (c) validation loss under the cumulative TierSet
      vs the old one; (d) load per level (AUX CVs and hard-load CVs) with and without the aux loss
-  6. routes of the training forward (optimized, CUDA) vs serving (optimized, CPU) over >= 1,000,000
-     (token, layer) pairs, batch by batch; every difference not downstream of another gets its routing
+  6. routes of the training forward (optimized, CUDA) vs serving (optimized, CPU worker processes) over
+     >= 1,000,000 (token, layer) pairs; every difference not downstream of another gets its routing
      margin (MODEL-4.5) under both router inputs and the relative input difference eps; a subset is
-     also served by the NumPy reference. Record files routes_train.routes and routes_serve.routes.
-  7. result.json and PNG plots (loss_across_expansion.png, load_aux_vs_noaux.png, margins.png)
+     also served by the NumPy reference
+  7. --out receives at most 7 files (what a device run brings back): result.json, logs.jsonl (every
+     run's log), loss_across_expansion.png, load_aux_vs_noaux.png, margins.png (when routes differ),
+     routes_train_first8k.routes and routes_serve_first8k.routes (the first 8192 tokens of both records)
 """
 from __future__ import annotations
 
@@ -132,10 +134,16 @@ def main() -> int:
     ap.add_argument("--budget", type=float, default=None, help="seconds for everything (default 225; 150 with --quick)")
     ap.add_argument("--pairs", type=int, default=None, help="(token, layer) pairs to compare (default 1,048,576)")
     ap.add_argument("--backend", default="auto", help="router backend of the training forward: auto | torch | triton")
+    ap.add_argument("--work", default=None, help="directory for checkpoints, logs and full route records "
+                                                  "(default: a new temporary directory); --out gets <= 8 small files")
     args = ap.parse_args()
     t_start = time.time()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    import tempfile
+
+    work = Path(args.work or tempfile.mkdtemp(prefix="gpu_train_check_"))
+    work.mkdir(parents=True, exist_ok=True)
     how = import_package()
     import numpy as np
     import torch
@@ -178,7 +186,8 @@ def main() -> int:
     t0 = time.time()
     corpus = load_corpus(8 << 20 if quick else 32 << 20)
     cfg = config_from_dict(gpu_config(quick))
-    (out / "config.json").write_text(json.dumps(gpu_config(quick), indent=2) + "\n")
+    result["config"] = gpu_config(quick)
+    result["work_dir"] = str(work)
     init = init_model_weights(cfg, 0)
     result["corpus"] = {"sha256": corpus.digest, "files": corpus.files, "train_bytes": int(corpus.train.size),
                         "val_bytes": int(corpus.val.size)}
@@ -196,9 +205,9 @@ def main() -> int:
     def calibrated_steps(seconds, probe_steps=5, **kw):
         """Steps that fit ``seconds``, from the time of a few probe steps (so the lr schedule ends)."""
         def probe():
-            shutil.rmtree(out / "probe", ignore_errors=True)
+            shutil.rmtree(work / "probe", ignore_errors=True)
             return train(cfg_run[0], init_run[0], corpus, settings(steps=probe_steps, eval_seqs=2, save_final=False,
-                                                                   **kw), out / "probe", source_hashes=hashes_run[0])
+                                                                   **kw), work / "probe", source_hashes=hashes_run[0])
         try:
             r = probe()
         except Exception as e:  # noqa: BLE001 - the Triton router failing: fall back to the torch router
@@ -210,7 +219,7 @@ def main() -> int:
             r = probe()
         secs = sorted(h["seconds"] for h in r.history if h["kind"] == "train")
         per = max(1e-3, secs[len(secs) // 2])                            # the median step
-        shutil.rmtree(out / "probe", ignore_errors=True)
+        shutil.rmtree(work / "probe", ignore_errors=True)
         del r
         return max(5, int(seconds / per * 0.8)), per
 
@@ -219,7 +228,7 @@ def main() -> int:
     cfg_run, init_run, hashes_run = [cfg], [init], [None]
     steps, per = calibrated_steps(budget * frac["base"])
     base = train(cfg, init, corpus, settings(steps=steps, warmup=max(5, steps // 20), eval_every=max(1, steps // 4),
-                                             max_seconds=budget * frac["base"] * 1.5), out / "base")
+                                             max_seconds=budget * frac["base"] * 1.5), work / "base")
     result["base"] = {"steps": base.steps, "seconds_per_step": per, "last_eval": {k: v for k, v in base.last_eval.items()
                                                                                   if k != "load"}}
     stamp("base_train", t0)
@@ -228,20 +237,20 @@ def main() -> int:
     t0 = time.time()
     det = []
     for i in range(2):
-        r = train(cfg, init, corpus, settings(steps=4, batch=max(2, batch // 4), eval_every=4), out / f"det{i}")
+        r = train(cfg, init, corpus, settings(steps=4, batch=max(2, batch // 4), eval_every=4), work / f"det{i}")
         det.append({p.name: p.read_bytes() for p in Path(r.final).iterdir()})
     result["checks"]["bit_identical_reruns"] = det[0] == det[1]
     for i in range(2):
-        shutil.rmtree(out / f"det{i}", ignore_errors=True)
+        shutil.rmtree(work / f"det{i}", ignore_errors=True)
     stamp("determinism", t0)
 
     # 3. Expand a copy of the base checkpoint ---------------------------------------------------------
     t0 = time.time()
-    shutil.copytree(base.final, out / "expanded")
+    shutil.copytree(base.final, work / "expanded")
     new_tier = TierConfig("grow", 4, 4, 32) if quick else TierConfig("grow", 8, 8, 128)
-    expand_checkpoint(out / "expanded", new_tier, 1)
-    raw0, cfg1 = read_manifest(out / "expanded")
-    _, init1 = load_checkpoint(out / "expanded")
+    expand_checkpoint(work / "expanded", new_tier, 1)
+    raw0, cfg1 = read_manifest(work / "expanded")
+    _, init1 = load_checkpoint(work / "expanded")
     old_ts = tuple(range(cfg.n_tiers))
     all_ts = tuple(range(cfg1.n_tiers))
     stamp("expand", t0)
@@ -259,7 +268,7 @@ def main() -> int:
         grow_runs[name] = train(cfg1, init1, corpus, settings(**{**kw, "steps": steps, "warmup": max(5, steps // 20),
                                                                  "eval_every": max(1, steps // 3),
                                                                  "max_seconds": budget * frac[name] * 1.5}),
-                                out / name, source_hashes=shard_hashes(raw0))
+                                work / name, source_hashes=shard_hashes(raw0))
         r = grow_runs[name]
         result[name] = {"steps": r.steps, "seconds_per_step": per, "aux_alpha": alpha, "lr": kw["lr"],
                         "evals": [{k: v for k, v in h.items() if k != "load"} for h in r.history if h["kind"] == "eval"]}
@@ -380,20 +389,20 @@ def main() -> int:
     for f in flips:
         f["token"] = (base_tok[f["batch"]] + f["sequence_in_batch"]) * seq + f["position"]
     rt_, rs_ = rec_t.build(), rec_s.build()
-    write_record(out / "routes_train.routes", rt_)
-    write_record(out / "routes_serve.routes", rs_)
-    d = diff_records(read_record(out / "routes_train.routes"), read_record(out / "routes_serve.routes"))
+    write_record(work / "routes_train.routes", rt_)
+    write_record(work / "routes_serve.routes", rs_)
+    d = diff_records(read_record(work / "routes_train.routes"), read_record(work / "routes_serve.routes"))
     result["routes"] = {"pairs": d.pairs, "target_pairs": target_pairs, "differing": d.differing,
                         "rate": d.differing / max(1, d.pairs), "per_level": d.per_level,
                         "first": d.first, "primary": len(d.primary), "downstream": d.downstream,
                         "gates_differing_on_equal_routes": d.gates_differing, "gate_max_abs": d.gate_max_abs,
-                        "primary_flips_with_margins": flips,
+                        "primary_flips_with_margins": flips[:5000],
                         "all_primary_are_near_ties": all(f["near_tie"] for f in flips),
                         "primary_margins_checked": len(flips) == len(d.primary),
                         "seconds_training_forward_device": round(t_dev, 2),
                         "seconds_serving_cpu_summed_over_workers": round(t_serve, 2),
                         "cpu_workers": n_workers, "threads_per_worker": threads,
-                        "S": S, "files": ["routes_train.routes", "routes_serve.routes"]}
+                        "S": S, "files": [str(work / "routes_train.routes"), str(work / "routes_serve.routes")]}
     stamp("routes_train_vs_serve", t0)
 
     # Reference serving on a subset (the NumPy reference is slow: one expert call per token).
@@ -447,8 +456,20 @@ def main() -> int:
         result["plots"] = sorted(p.name for p in out.glob("*.png"))
     except Exception as e:  # noqa: BLE001 - matplotlib may be missing on an offline machine
         result["plots"] = f"not written: {type(e).__name__}: {e}"
-    for name in ("expanded",):
-        shutil.rmtree(out / name, ignore_errors=True)                 # a copy of base/final plus one tier
+    shutil.rmtree(work / "expanded", ignore_errors=True)              # a copy of base/final plus one tier
+    # What comes back from $OUT: at most 8 files of at most 16 MiB. The logs of the three runs in one file,
+    # and the first tokens of both route records as small record files (the full ones stay in --work).
+    with open(out / "logs.jsonl", "w") as f:
+        for name, r in (("base", base), *grow_runs.items()):
+            for h in r.history:
+                f.write(json.dumps({"run": name, **h}) + "\n")
+    n_keep = min(rt_.tier.shape[1], 8192)
+    for rec, name in ((rt_, "routes_train_first8k.routes"), (rs_, "routes_serve_first8k.routes")):
+        keep = n_keep // seq * seq
+        part = type(rec)(rec.tier[:, :keep], rec.group[:, :keep], rec.expert[:, :keep], rec.gate[:, :keep],
+                         rec.count[:, :keep], rec.layers, dict(rec.meta),
+                         None if rec.tokens is None else rec.tokens[: keep // seq])
+        write_record(out / name, part)
     stamp("plots", t0)
     result["seconds_total"] = round(time.time() - t_start, 1)
     ok = (result["checks"]["a_existing_shards_byte_identical"] and all(b_ok.values())
