@@ -44,17 +44,22 @@ class Fidelity:
     tokens: int
 
 
-def fidelity(cfg: ModelConfig, w: RouterWeights, h: np.ndarray, tiers, seed: int) -> list[Fidelity]:
-    """Agreement with the float64 router for each (hidden_limbs, weight_limbs) in {1, 2}^2."""
+# Every (hidden_limbs, weight_limbs) TIER-1.5 allows: hidden 1, 2 or 3, weights 1 or 2.
+LIMB_SETTINGS = ((1, 1), (1, 2), (2, 1), (2, 2), (3, 1), (3, 2))
+
+
+def fidelity(cfg: ModelConfig, w: RouterWeights, h: np.ndarray, tiers, seed: int,
+             limbs=LIMB_SETTINGS) -> list[Fidelity]:
+    """Agreement with the float64 router for each (hidden_limbs, weight_limbs) of ``limbs`` (default: all six
+    settings TIER-1.5 allows), each routed by ``route`` with the config's limbs replaced."""
     ideal = float64_active_sets(cfg, w, h, tuple(tiers), seed)
     out = []
-    for lx in (1, 2):
-        for lw in (1, 2):
-            c = replace(cfg, router=replace(cfg.router, hidden_limbs=lx, weight_limbs=lw))
-            r = route(h, quantize_router(c, w), tiers, seed)
-            got = [frozenset(zip(r.tier[i, : r.count[i]].tolist(), r.group[i, : r.count[i]].tolist(),
-                                 r.expert[i, : r.count[i]].tolist())) for i in range(len(ideal))]
-            out.append(Fidelity(lx, lw, float(np.mean([a == b for a, b in zip(got, ideal)])), len(ideal)))
+    for lx, lw in limbs:
+        c = replace(cfg, router=replace(cfg.router, hidden_limbs=lx, weight_limbs=lw))
+        r = route(h, quantize_router(c, w), tiers, seed)
+        got = [frozenset(zip(r.tier[i, : r.count[i]].tolist(), r.group[i, : r.count[i]].tolist(),
+                             r.expert[i, : r.count[i]].tolist())) for i in range(len(ideal))]
+        out.append(Fidelity(lx, lw, float(np.mean([a == b for a, b in zip(got, ideal)])), len(ideal)))
     return out
 
 

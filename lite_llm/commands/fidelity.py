@@ -21,8 +21,25 @@ def add_parser(sub) -> None:
     p.add_argument("--input-seed", type=non_negative_int, default=0)
     p.add_argument("--weights-seed", type=non_negative_int, default=1)
     p.add_argument("--tierset", default="all")
+    p.add_argument("--limbs", type=limb_settings, default=None, metavar="H+W[,H+W...]",
+                   help="limb settings to measure, hidden+weight, e.g. 2+2,3+2 (default: all six TIER-1.5 allows: "
+                        "1+1, 1+2, 2+1, 2+2, 3+1, 3+2)")
     p.add_argument("--json", action="store_true", help="print the table as one JSON object on stdout")
     p.set_defaults(func=run)
+
+
+def limb_settings(text: str) -> tuple[tuple[int, int], ...]:
+    """``2+2,3+2`` -> ((2, 2), (3, 2)); hidden limbs 1-3, weight limbs 1-2 (TIER-1.5)."""
+    import argparse
+
+    out = []
+    for part in text.split(","):
+        h, sep, w = part.strip().partition("+")
+        if not sep or h not in ("1", "2", "3") or w not in ("1", "2"):
+            raise argparse.ArgumentTypeError(f"{part.strip()!r}: expected HIDDEN+WEIGHT with hidden limbs 1, 2 or 3 "
+                                             "and weight limbs 1 or 2 (TIER-1.5), e.g. 3+2")
+        out.append((int(h), int(w)))
+    return tuple(dict.fromkeys(out))
 
 
 def hidden_states(kind: str, tokens: int, d: int, seed: int) -> np.ndarray:
@@ -35,7 +52,7 @@ def hidden_states(kind: str, tokens: int, d: int, seed: int) -> np.ndarray:
 
 
 def run(args) -> int:
-    from lite_llm.reference.fidelity import fidelity
+    from lite_llm.reference.fidelity import LIMB_SETTINGS, fidelity
     from lite_llm.reference.router_weights import init_router_weights
 
     cfg = resolve_config(args.config)
@@ -46,7 +63,7 @@ def run(args) -> int:
         if h.ndim != 2 or h.shape[0] == 0 or h.shape[1] != cfg.d_model:
             raise UsageError(f"--hidden {args.hidden}: shape {h.shape}, expected (T >= 1, d_model={cfg.d_model})")
     w = init_router_weights(cfg, args.weights_seed)
-    rows = fidelity(cfg, w, h, parse_tier_set(cfg, args.tierset), cfg.router.seed)
+    rows = fidelity(cfg, w, h, parse_tier_set(cfg, args.tierset), cfg.router.seed, args.limbs or LIMB_SETTINGS)
     source = args.hidden if args.hidden in SYNTHETIC else f"hidden states from {args.hidden}"
     if args.json:
         print(json.dumps({"config": args.config, "tokens": int(h.shape[0]), "hidden": source, "d_model": cfg.d_model,

@@ -9,19 +9,23 @@ normalised per row, binary16:
   ffn_in.5  the input of layer 5's feed-forward block (median 13, p99 62, max 101)
 
 Measured on this sample with ``lite-llm fidelity --hidden FILE --config C --weights-seed S --json``
-(2026-12-02; tokens out of 2048 whose active set differs from the float64 router's, seeds 1 / 2 / 3):
+(2026-12-02; tokens out of 2048 whose active set differs from the float64 router's, seeds 1 / 2 / 3;
+3+1 and 3+2 since hidden_limbs = 3 is part of TIER-1.5, routed by the reference's route()):
 
-  point     config           1+1            1+2            2+1         2+2      3+2 (fidelity_ext)
-  resid.5   fidelity-hser    257/346/252    254/345/251    36/53/39    1/4/0    0/1/0
-  resid.5   fidelity-flat64   93/173/160     94/166/165    16/18/11    0/1/1    1/0/0
-  ffn_in.5  fidelity-hser    186/232/200    184/223/207    34/37/50    0/2/1    0/1/0
-  ffn_in.5  fidelity-flat64  111/ 91/111    116/ 86/113    14/24/26    1/0/1    0/1/1
+  point     config           1+1            1+2            2+1         2+2      3+1         3+2
+  resid.5   fidelity-hser    257/346/252    254/345/251    36/53/39    1/4/0    37/54/36    0/1/0
+  resid.5   fidelity-flat64   93/173/160     94/166/165    16/18/11    0/1/1    14/20/11    1/0/0
+  ffn_in.5  fidelity-hser    186/232/200    184/223/207    34/37/50    0/2/1    33/37/49    0/1/0
+  ffn_in.5  fidelity-flat64  111/ 91/111    116/ 86/113    14/24/26    1/0/1    13/24/26    0/1/1
 
-So 2+2 limbs give 99.80% (4 tokens) on resid.5 with the three-level router and weight seed 2, below
-HSER-2.7's 99.9% goal: a finding, held here as a strict xfail, not a floor lowered to pass. On the full
-16,384-token measurement (benchmarks/results/fidelity-real-2026-12-02.md) 2+2 on resid.5 / fidelity-hser
-gives 99.841 / 99.805 / 99.866% for seeds 1 / 2 / 3 and 99.878% on resid.4; a third hidden limb (3+2)
-gives >= 99.969% on every point, power-of-two block scales (2+2, 32 channels) >= 99.902%.
+The answer the spec now configures for heavy-tailed router inputs is 3+2 (HSER-2.7, TIER-1.5): it reaches
+HSER-2.7's 99.9% goal on every case here (worst 1 token of 2048 = 99.951%), which the tests below assert.
+The finding that motivated it stays documented, not claimed as passing: 2+2 limbs (the v0.1 default) give
+99.80% (4 tokens) on resid.5 with the three-level router and weight seed 2. On the full 16,384-token
+measurement (benchmarks/results/fidelity-real-2026-12-02.md) 2+2 on resid.5 / fidelity-hser gives
+99.841 / 99.805 / 99.866% for seeds 1 / 2 / 3 and 99.878% on resid.4; 3+2 gives >= 99.969% on every point,
+power-of-two block scales (2+2, 32 channels) >= 99.902%. The route() counts of 3+2 equal those of the
+prototype (reference/fidelity_ext.py, Scheme(3, 2)) token for token.
 
 Floors: each count above plus one token (0.05%: the float64 router's BLAS products may round a near-tie
 differently on another machine). The sample needs only numpy; no model package at test time.
@@ -46,21 +50,21 @@ from lite_llm.spec.configs import resolve_config
 DATA = Path(__file__).resolve().parents[1] / "data" / "fidelity"
 TOKENS = 2048
 SEEDS = (1, 2, 3)
-LIMBS = ("1+1", "1+2", "2+1", "2+2")
+LIMBS = ("1+1", "1+2", "2+1", "2+2", "3+1", "3+2")
 # (point, config) -> limb setting -> tokens that disagree, for weight seeds 1, 2, 3 (measured, see above)
 MEASURED = {
     ("resid.5", "fidelity-hser"): {"1+1": (257, 346, 252), "1+2": (254, 345, 251), "2+1": (36, 53, 39),
-                                   "2+2": (1, 4, 0), "3+2": (0, 1, 0)},
+                                   "2+2": (1, 4, 0), "3+1": (37, 54, 36), "3+2": (0, 1, 0)},
     ("resid.5", "fidelity-flat64"): {"1+1": (93, 173, 160), "1+2": (94, 166, 165), "2+1": (16, 18, 11),
-                                     "2+2": (0, 1, 1), "3+2": (1, 0, 0)},
+                                     "2+2": (0, 1, 1), "3+1": (14, 20, 11), "3+2": (1, 0, 0)},
     ("ffn_in.5", "fidelity-hser"): {"1+1": (186, 232, 200), "1+2": (184, 223, 207), "2+1": (34, 37, 50),
-                                    "2+2": (0, 2, 1), "3+2": (0, 1, 0)},
+                                    "2+2": (0, 2, 1), "3+1": (33, 37, 49), "3+2": (0, 1, 0)},
     ("ffn_in.5", "fidelity-flat64"): {"1+1": (111, 91, 111), "1+2": (116, 86, 113), "2+1": (14, 24, 26),
-                                      "2+2": (1, 0, 1), "3+2": (0, 1, 1)},
+                                      "2+2": (1, 0, 1), "3+1": (13, 24, 26), "3+2": (0, 1, 1)},
 }
 SLACK = 1                      # tokens
-GOAL = 0.999                   # HSER-2.7 / issue 11: >= 99.9% agreement on every layer with 2+2 limbs
-BELOW_GOAL = {("resid.5", "fidelity-hser", 2)}    # measured 4 / 2048 = 99.805%: the finding
+GOAL = 0.999                   # HSER-2.7 / issue 11: >= 99.9% agreement on every layer
+BELOW_GOAL = {("resid.5", "fidelity-hser", 2)}    # 2+2 measured 4 / 2048 = 99.805%: the finding
 CASES = [(p, c, s) for (p, c) in MEASURED for s in SEEDS]
 
 
@@ -104,7 +108,7 @@ def test_sample_files():
 
 @pytest.mark.parametrize("point,config,seed", CASES)
 def test_real_floors(point, config, seed):
-    """Every limb setting of HSER-2 v0.1 holds the measured agreement (minus one token) on real states."""
+    """Every limb setting TIER-1.5 allows holds the measured agreement (minus one token) on real states."""
     got = cli_rows(point, config, seed)
     for limbs in LIMBS:
         floor = MEASURED[(point, config)][limbs][SEEDS.index(seed)] + SLACK
@@ -113,30 +117,49 @@ def test_real_floors(point, config, seed):
     assert got["2+2"] > got["1+2"] and got["2+1"] > got["1+1"]
 
 
-@pytest.mark.parametrize("point,config,seed", [
-    pytest.param(*c, marks=pytest.mark.xfail(strict=True, reason="issue 11 item 4: HSER-2 v0.1 with 2+2 limbs "
-                                             "misses 99.9% on the heavy-tailed resid.5 (99.805%); a third hidden "
-                                             "limb reaches it (fidelity-real-2026-12-02.md)"))
-    if c in BELOW_GOAL else c for c in CASES])
-def test_two_limbs_reach_goal(point, config, seed):
-    """HSER-2.7's goal: 2+2 limbs agree with the float64 router on >= 99.9% of tokens on every layer."""
-    assert cli_rows(point, config, seed)["2+2"] >= GOAL
+@pytest.mark.parametrize("point,config,seed", CASES)
+def test_three_hidden_limbs_reach_goal(point, config, seed):
+    """HSER-2.7's goal with the configured answer, hidden_limbs = 3 and weight_limbs = 2 (TIER-1.5): the exact
+    router agrees with the float64 router on >= 99.9% of tokens on every case."""
+    assert cli_rows(point, config, seed)["3+2"] >= GOAL
+
+
+@pytest.mark.parametrize("point,config,seed", sorted(BELOW_GOAL))
+def test_two_limbs_finding(point, config, seed):
+    """The documented finding, not a passing claim: 2+2 limbs (the v0.1 default) miss 99.9% on the heavy-tailed
+    resid.5 with the three-level router, where 3+2 reaches it."""
+    got = cli_rows(point, config, seed)
+    assert got["2+2"] < GOAL <= got["3+2"]
+
+
+def test_configured_three_limbs_route_as_measured():
+    """A configuration that says hidden_limbs = 3 (validated, no bypass) routes the sample through route() with
+    the agreement the fidelity command reports for 3+2."""
+    from lite_llm.reference.fidelity import fidelity
+    from lite_llm.spec.config import config_from_dict, config_to_dict
+
+    d = config_to_dict(resolve_config("fidelity-hser"))
+    d["router"]["hidden_limbs"] = 3
+    cfg = config_from_dict(d)
+    assert (cfg.router.hidden_limbs, cfg.router.weight_limbs) == (3, 2)
+    (row,) = fidelity(cfg, init_router_weights(cfg, 2), np.load(sample("resid.5")), (0, 1), cfg.router.seed,
+                      limbs=((cfg.router.hidden_limbs, cfg.router.weight_limbs),))
+    assert row.agree == cli_rows("resid.5", "fidelity-hser", 2)["3+2"] >= GOAL
 
 
 @pytest.mark.parametrize("point,config", list(MEASURED))
-def test_third_hidden_limb_reaches_goal(point, config):
-    """The proposed extension (3 hidden limbs, 2 weight limbs) reaches 99.9% on every case, the prototype
-    agrees with the reference on the v0.1 settings, and it never does worse than 2+2 in total."""
+def test_third_hidden_limb_prototype_agrees(point, config):
+    """The prototype (fidelity_ext.Scheme(3, 2)) and the reference's route() with 3 hidden limbs disagree with
+    the float64 router on the same number of tokens, and 2+2 likewise; 3+2 never does worse than 2+2 in total."""
     cfg = resolve_config(config)
     total = {"2+2": 0, "3+2": 0}
     for seed in SEEDS:
         m = scheme_matches(cfg, init_router_weights(cfg, seed), np.load(sample(point)),
                            [Scheme(2, 2), Scheme(3, 2)])
-        assert misses(float(m["2+2"].mean())) == misses(cli_rows(point, config, seed)["2+2"])
-        assert m["3+2"].mean() >= GOAL
-        assert int((~m["3+2"]).sum()) <= MEASURED[(point, config)]["3+2"][SEEDS.index(seed)] + SLACK
         for k in total:
+            assert misses(float(m[k].mean())) == misses(cli_rows(point, config, seed)[k]), (k, seed)
             total[k] += int((~m[k]).sum())
+        assert int((~m["3+2"]).sum()) <= MEASURED[(point, config)]["3+2"][SEEDS.index(seed)] + SLACK
     assert total["3+2"] <= total["2+2"]
 
 
