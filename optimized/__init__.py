@@ -51,6 +51,15 @@ Initialisation (INIT), bit-exact on every device
   ``init.uniform_tensor(seed, name, shape, bound, device)``, ``init.uniform_range(seed, name, start, n,
   bound, device)`` (any slice of a tensor's stream, for weights generated on demand),
   ``init.init_model_weights(cfg, seed, device)``, ``init.fnv1a64``, ``init.fan_in_bound``.
+Serving
+  ``decode``: ``KVCache``, ``Decoder`` (prefill + cached decode, MODEL-5.4), ``GraphRouter`` and
+  ``GraphMoE`` (a CUDA graph per size bucket, no host sync on the hot path), ``StepGraph``;
+  ``storage``: tiered expert storage (PLACE-4): GPU / host caches under the PLACE-4 policy, experts
+  read by byte range from disk or any fsspec URL, every block hash-checked; ``generated``: tiers whose
+  weights are produced on demand from the INIT stream.
+Training (TRAIN) and routing records (REC)
+  ``train``: the training forward (exact routes, straight-through gates), AdamW loop, checkpoint
+  writer, routing-record files.
 Conformance: ``adapter.OptimizedAdapter(device)`` (``--impl optimized``).
 Not offered: TierSet selection and activation statistics (SEL, PLACE), parameter accounting (PARAM), writing, verifying and expanding checkpoints, and the AUX-2
 comparison losses; use ``lite_llm.reference`` for those.
