@@ -13,7 +13,6 @@ from lite_llm.optimized.model import forward
 from lite_llm.optimized.train.forward import quantized_routers
 from lite_llm.optimized.train.records import (Record, RecordBuilder, RecordError, config_sha256, diff_records,
                                               read_record, token_margin, write_record)
-from lite_llm.reference.checkpoint import save_checkpoint
 from lite_llm.reference.moe import routing_margins
 from lite_llm.reference.weights import init_model_weights
 from lite_llm.spec.clauses import all_clauses, referenced_ids

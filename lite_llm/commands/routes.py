@@ -9,8 +9,6 @@
 from __future__ import annotations
 
 import json
-import math
-import sys
 from pathlib import Path
 
 from lite_llm import exit_codes

@@ -62,8 +62,6 @@ def check_args(args, cfg) -> None:
 
 
 def run(args) -> int:
-    import numpy as np
-
     from lite_llm.optimized.train.data import load_corpus
     from lite_llm.optimized.train.loop import TrainSettings, train
 

@@ -30,7 +30,7 @@ from lite_llm.spec.config import ModelConfig
 from lite_llm.spec.errors import CheckpointExistsError
 from lite_llm.spec.tensors import dense_shapes, tier_shapes
 
-from .checkpoint_writer import save_checkpoint, shard_hashes
+from .checkpoint_writer import save_checkpoint
 from .data import Corpus, train_batch, val_batches
 from ..model import ieee_float32
 from .forward import aux_loss_st, forward_train, quantized_routers
