@@ -51,6 +51,7 @@ from .weights import dense_shapes, tier_shapes
 
 MANIFEST = "manifest.json"
 LOCK = ".lite-llm.lock"           # CKPT-4.6: the writers' lock file; never part of the checkpoint (CKPT-6.4)
+HASH_SIDECAR = "expert-hashes.json"   # PLACE-4.10's block hashes beside the shards; no orphan (CKPT-6.5)
 FORMAT = "lite-llm-checkpoint"
 SCHEMA_VERSION = 1                # CKPT-3.2: the one manifest version this reader implements
 DTYPE = "F32"                     # CKPT-1.3: binary32, little-endian
@@ -641,6 +642,6 @@ def verify_checkpoint(path: str | os.PathLike, tiers=None) -> VerifyReport:
         except CheckpointError as e:
             problem = Problem.of(e)
         checks.append(ShardCheck(str(directory / entry["file"]), label, problem))
-    named = {MANIFEST, LOCK, m.dense["file"], *(t["file"] for t in m.tiers)}     # CKPT-6.4: the lock is no orphan
+    named = {MANIFEST, LOCK, HASH_SIDECAR, m.dense["file"], *(t["file"] for t in m.tiers)}   # CKPT-6.4, CKPT-6.5
     orphans = tuple(by_bytes(p.name for p in directory.iterdir() if p.name not in named))
     return VerifyReport(str(directory), ids, None, tuple(checks), orphans)

@@ -32,6 +32,10 @@ def add_parser(sub) -> None:
     add_allow_large(q)
     q.set_defaults(func=run_expand)
 
+    q = cmds.add_parser("hashes", help="write expert-hashes.json: per-expert SHA-256 blocks for serving from "
+                                       "storage (PLACE-4.10), so a server never reads a whole shard to check one expert")
+    q.add_argument("dir", metavar="DIR_OR_URL", help="checkpoint directory or fsspec URL")
+    q.set_defaults(func=run_hashes)
     q = cmds.add_parser("inspect", help="print the tiers, budgets, placements, sizes and hashes")
     q.add_argument("dir", metavar="DIR", help="checkpoint directory")
     q.add_argument("--json", action="store_true", help="print the manifest as JSON instead of a table")
@@ -85,6 +89,18 @@ def run_expand(args) -> int:
     e = m.tiers[-1]
     print(f"added tier {e['name']} (id {e['id']}, {e['placement']}, budget {e['budget']:,} parameters) "
           f"to {args.dir}: shard {e['file']}; existing shards unchanged")
+    return 0
+
+
+def run_hashes(args) -> int:
+    try:
+        from lite_llm.optimized.storage.sources import write_expert_hashes
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] == "torch":
+            raise ModuleNotFoundError("No module named 'torch'", name="torch") from None
+        raise
+    where = write_expert_hashes(args.dir)
+    print(f"wrote {where}: the block hashes of every tier's experts and router rows (PLACE-4.10)")
     return 0
 
 

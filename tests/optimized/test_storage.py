@@ -114,9 +114,14 @@ def test_two_cache_levels_hold_what_the_policy_says(ckpt, gpu, host):
 
 
 def test_sidecar_hashes_and_memory_source(ckpt):
-    """PLACE-4.10: with the sidecar no shard is read whole at open; a memory source gives the same bits."""
+    """PLACE-4.10: with the sidecar no shard is read whole at open; a memory source gives the same bits.
+    CKPT-6.5: verification does not call the sidecar an orphan."""
+    from lite_llm.reference.checkpoint import verify_checkpoint
+
     cfg, w = model()
     write_expert_hashes(ckpt)
+    rep = verify_checkpoint(ckpt)
+    assert rep.ok and "expert-hashes.json" not in rep.orphans
     src = CheckpointSource(ckpt)
     tier_bytes = sum(e["bytes"] for e in src.raw["tiers"])
     assert src.hash_source == "sidecar" and src.counters.bytes < tier_bytes / 2
