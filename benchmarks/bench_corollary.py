@@ -123,8 +123,9 @@ def loglog_slope(x, y) -> float | None:
     pts = [(math.log(a), math.log(b)) for a, b in zip(x, y) if a > 0 and b and b > 0]
     if len(pts) < 2:
         return None
-    xs, ys = zip(*pts)
-    return float(np.polyfit(xs, ys, 1)[0])
+    xs, ys = np.array(pts).T
+    vx = float(((xs - xs.mean()) ** 2).sum())
+    return None if vx == 0 else float(((xs - xs.mean()) * (ys - ys.mean())).sum() / vx)    # least squares
 
 
 def run_point(cfg, tiers, tokens, device, quick: bool, reps: int, src_cache, dense, budget_s: float) -> dict:
@@ -200,6 +201,7 @@ def run(device: str = "cpu", quick: bool = True, json_path: str | None = None, t
             dense = {n: src0.dense_tensor(n, s) for n, s in dense_shapes(cfg).items()}
         dense_s = watch.s["dense"]
         forward_generated(src0, ids[:1], (0,), dense=dense)                       # warm-up (kernels, allocator)
+    bw = dot_throughput(device, cfg.d_model)
     points = []
     for i, tiers in enumerate(cumulative_points(cfg)):
         left = budget - (time.perf_counter() - t_run)
@@ -208,8 +210,12 @@ def run(device: str = "cpu", quick: bool = True, json_path: str | None = None, t
         p = points[-1]
         print(f"  point {i + 1}/{cfg.n_tiers}: {p['tierset'][-1]:<10} P_total {p['p_total']:.4e}  counted "
               f"{p['counted_active_mean']:.6e} formula {p['formula_active_mean']:.6e} "
-              f"{'==' if p['counted_equals_formula'] else '!='}  reps {p['reps']}", flush=True)
-    bw = dot_throughput(device, cfg.d_model)
+              f"{'==' if p['counted_equals_formula'] else '!='}  reps {p['reps']}  "
+              f"({time.perf_counter() - t_run:.1f} s)", flush=True)
+        if i + 1 < cfg.n_tiers:                   # partial results survive a time limit
+            partial = summarise(cfg, points, device, quick, ids, provenance, bw, dense_s, command)
+            partial["config"], partial["partial"] = config, True
+            write_results(partial, json_path, out_dir, False, quiet=True)
     result = summarise(cfg, points, device, quick, ids, provenance, bw, dense_s, command)
     result["config"] = config
     print_report(result)
@@ -222,7 +228,14 @@ def summarise(cfg, points, device, quick, ids, provenance, bw, dense_s, command)
     slopes = {}
     for part in (*PARTS, "wall"):
         ys = [p["seconds_per_token"][part] for p in points]
-        slopes[part] = {"all_points": loglog_slope(P, ys), "from_point_2": loglog_slope(P[1:], ys[1:])}
+        slopes[part] = {"all_points": loglog_slope(P, ys), "from_point_2": loglog_slope(P[1:], ys[1:]),
+                        "first_to_last": loglog_slope([P[0], P[-1]], [ys[0], ys[-1]])}
+    # expert compute per expert parameter run: flat if the experts' kernels cost the same per parameter
+    per_param = [p["seconds_per_token"]["experts"] / max(1, statistics.mean(t["counted"]["experts"]
+                                                                            for t in p["tokens"])) for p in points]
+    slopes["experts_per_expert_parameter"] = {
+        "all_points": loglog_slope(P, per_param), "from_point_2": loglog_slope(P[1:], per_param[1:]),
+        "first_to_last": loglog_slope([P[0], P[-1]], [per_param[0], per_param[-1]])}
     # routing model: t(p) = t(p1) + (bytes(p) - bytes(p1)) / bandwidth (bytes of router rows read per token)
     b0, t0 = points[0]["router_bytes_per_token"], points[0]["seconds_per_token"]["route"]
     model = []
@@ -266,8 +279,9 @@ def print_report(r: dict) -> None:
                      "route ms": s["route"] * 1e3, "experts ms": s["experts"] * 1e3,
                      "mater. ms": s["materialise"] * 1e3, "dense ms": s["dense"] * 1e3})
     print_table(f"corollary sweep ({r['device']}; {r['n_tokens']} token(s); {r['mode']})", rows, list(rows[0]))
-    print("\nlog-log slope vs P_total (all points / from point 2): " + ", ".join(
-        f"{k} {fmt_slope(v['all_points'])}/{fmt_slope(v['from_point_2'])}" for k, v in r["slopes_vs_p_total"].items()))
+    print("\nlog-log slope vs P_total (fit over all points / fit from point 2 / first -> last): " + ", ".join(
+        f"{k} {fmt_slope(v['all_points'])}/{fmt_slope(v['from_point_2'])}/{fmt_slope(v['first_to_last'])}"
+        for k, v in r["slopes_vs_p_total"].items()))
     m = r["routing_model"]
     print(f"routing model ({m['form']}, bandwidth {m['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s): measured/predicted "
           + ", ".join(f"{x['tierset']} {x['ratio']:.2f}" if x["ratio"] else f"{x['tierset']} -" for x in m["points"]))
@@ -280,7 +294,7 @@ def fmt_slope(v) -> str:
     return "-" if v is None else f"{v:+.3f}"
 
 
-def write_results(r: dict, json_path, out_dir, plot: bool) -> None:
+def write_results(r: dict, json_path, out_dir, plot: bool, quiet: bool = False) -> None:
     stem = f"corollary-{r['date'][:10]}-{r['device_type']}"
     out = Path(out_dir) if out_dir else None
     paths = []
@@ -291,7 +305,8 @@ def write_results(r: dict, json_path, out_dir, plot: bool) -> None:
         paths.append(out / f"{stem}.json")
     for p in paths:
         p.write_text(json.dumps(r, indent=1, default=str) + "\n")
-        print(f"wrote {p}")
+        if not quiet:
+            print(f"wrote {p}")
     if plot and out is not None:
         png = plot_result(r, out / f"{stem}.png")
         if png:

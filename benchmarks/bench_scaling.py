@@ -111,13 +111,14 @@ def cpu_bandwidth(d: int) -> float:
 def run(device: str = "cpu", quick: bool = True, json_path: str | None = None, reps: int | None = None,
         out_dir: str | None = None, max_seconds: float | None = None, command: str | None = None) -> int:
     cuda = torch.device(device).type == "cuda"
-    sizes = [10 ** 3, 10 ** 4, 10 ** 5] if quick else [10 ** 3, 10 ** 4, 10 ** 5, 10 ** 6, 10 ** 7]
+    # full: the floor (1e3) and the headline (1e7) first, so a run cut short by its time limit keeps them
+    sizes = [10 ** 3, 10 ** 4, 10 ** 5] if quick else [10 ** 3, 10 ** 7, 10 ** 5, 10 ** 6, 10 ** 4]
     d = 128 if quick else 1024
     batches = (1, 256) if quick else (1, 4096)
     wdtype = torch.bfloat16 if cuda else torch.float32
     budget = max_seconds or (60.0 if quick else 110.0)
     bw = copy_bandwidth_tbps(device) * 1e12 if cuda else cpu_bandwidth(d)
-    use_triton = cuda and fits_triton(_cfg_of(sizes[-1], d), tuple(range(hser_shape(sizes[-1])[0])))
+    use_triton = cuda and fits_triton(_cfg_of(max(sizes), d), tuple(range(hser_shape(max(sizes))[0])))
     gen = torch.Generator(device=device).manual_seed(0)
     t_run = time.perf_counter()
     R = reps or (3 if quick else 10)
@@ -140,7 +141,7 @@ def run(device: str = "cpu", quick: bool = True, json_path: str | None = None, r
     for n in sizes:
         hs = {B: torch.randn((B, d), device=device, generator=gen) for B in batches}
         # flat
-        w = (torch.randn((n, d), device=device, generator=gen) * d ** -0.5).to(wdtype)
+        w = random_rows(n, d, wdtype, device, gen)
         for B in batches:
             h = hs[B].to(wdtype)
             chunk = max(1, min(B, (LOGITS_BUDGET if cuda else 1 << 28) // (n * (2 if cuda else 4))))
@@ -150,8 +151,8 @@ def run(device: str = "cpu", quick: bool = True, json_path: str | None = None, r
         del w
         # product keys
         m = math.ceil(math.sqrt(n))
-        k1 = (torch.randn((m, d // 2), device=device, generator=gen) * d ** -0.5).to(wdtype)
-        k2 = (torch.randn((m, d // 2), device=device, generator=gen) * d ** -0.5).to(wdtype)
+        k1 = random_rows(m, d // 2, wdtype, device, gen)
+        k2 = random_rows(m, d // 2, wdtype, device, gen)
         for B in batches:
             h = hs[B].to(wdtype)
             us, r_n = timed(lambda i: product_topk(h, k1, k2))
@@ -174,19 +175,37 @@ def run(device: str = "cpu", quick: bool = True, json_path: str | None = None, r
         if cuda:
             torch.cuda.empty_cache()
         print(f"  N = {n:.0e} done ({time.perf_counter() - t_run:.1f} s)", flush=True)
+        if n != sizes[-1]:                                        # partial results survive a time limit
+            write(summary(rows, bw, sizes, batches, device, d, wdtype, use_triton, quick, command, partial=True),
+                  json_path, out_dir, quiet=True)
+    result = summary(rows, bw, sizes, batches, device, d, wdtype, use_triton, quick, command)
+    report(result)
+    write(result, json_path, out_dir)
+    return 0
+
+
+def summary(rows, bw, sizes, batches, device, d, wdtype, use_triton, quick, command, partial=False) -> dict:
+    cuda = torch.device(device).type == "cuda"
     apply_model(rows, bw)
-    result = {
+    return {
         "benchmark": "scaling", "issue": 13, "device": device_name(device), "device_type": torch.device(device).type,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": command or " ".join(sys.argv), "torch": torch.__version__, "python": platform.python_version(),
         "d": d, "batches": list(batches), "k": K, "weights_dtype": str(wdtype).replace("torch.", ""),
         "bandwidth_bytes_per_s": bw, "hser_backend": "triton" if cuda and use_triton else "torch",
         "mode": "quick (CPU, small d): a smoke test, no timing claim" if quick else "full",
-        "rows": rows, "targets": targets(rows, sizes, batches),
+        "rows": rows, "targets": targets(rows, sizes, batches), **({"partial": True} if partial else {}),
     }
-    report(result)
-    write(result, json_path, out_dir)
-    return 0
+
+
+def random_rows(n: int, d: int, dtype, device, gen) -> torch.Tensor:
+    """(n, d) N(0, 1/d) rows in ``dtype``, made in chunks (no float32 copy of a 20 GB table)."""
+    w = torch.empty((n, d), dtype=dtype, device=device)
+    step = max(1, (256 << 20) // (4 * d))
+    for i in range(0, n, step):
+        j = min(n, i + step)
+        w[i:j] = torch.randn((j - i, d), device=device, generator=gen).mul_(d ** -0.5)
+    return w
 
 
 def _cfg_of(n: int, d: int) -> ModelConfig:
@@ -218,12 +237,18 @@ def apply_model(rows: list[dict], bw: float) -> None:
 
 def targets(rows, sizes, batches) -> dict:
     out = {}
-    big = sizes[-1]
+    big = max(sizes)
     for B in batches:
         f = next((r for r in rows if r["router"] == "flat" and r["n_experts"] == big and r["batch"] == B), None)
         h = next((r for r in rows if r["router"] == "HSER (exact)" and r["n_experts"] == big and r["batch"] == B), None)
         if f and h:
             out[f"hser_speedup_over_flat_at_{big:.0e}_batch_{B}"] = f["us"] / h["us"]
+    out["hser_speedup_over_flat"] = {}
+    for f in (r for r in rows if r["router"] == "flat"):
+        h = next((r for r in rows if r["router"] == "HSER (exact)" and r["n_experts"] == f["n_experts"]
+                  and r["batch"] == f["batch"]), None)
+        if h:
+            out["hser_speedup_over_flat"][f"N={f['n_experts']:.0e} B={f['batch']}"] = f["us"] / h["us"]
     ratios = [r["measured_over_model"] for r in rows if r["measured_over_model"]]
     out["routing_within_20pct_of_model"] = {
         r["router"] + f" N={r['n_experts']:.0e} B={r['batch']}": abs(r["measured_over_model"] - 1) <= 0.2
@@ -241,12 +266,14 @@ def report(r: dict) -> None:
     print_table(f"routing time vs experts per layer ({r['device']}, d = {r['d']}, K = {r['k']}; {r['mode']})",
                 rows, cols)
     for k, v in r["targets"].items():
-        if k.startswith("hser_speedup"):
+        if k.startswith("hser_speedup") and not isinstance(v, dict):
             print(f"{k}: {v:.1f}x (target >= 100x on the GPU at 1e7)")
+    speed = r["targets"]["hser_speedup_over_flat"]
+    print("HSER speedup over flat: " + ", ".join(f"{k} {v:.2g}x" for k, v in speed.items()))
     print(f"worst measured/model ratio: {r['targets']['worst_measured_over_model']}")
 
 
-def write(r: dict, json_path, out_dir) -> None:
+def write(r: dict, json_path, out_dir, quiet: bool = False) -> None:
     stem = f"scaling-{r['date'][:10]}-{r['device_type']}"
     paths = [Path(json_path)] if json_path else []
     if out_dir:
@@ -254,8 +281,9 @@ def write(r: dict, json_path, out_dir) -> None:
         paths.append(Path(out_dir) / f"{stem}.json")
     for p in paths:
         p.write_text(json.dumps(r, indent=1, default=str) + "\n")
-        print(f"wrote {p}")
-    if out_dir:
+        if not quiet:
+            print(f"wrote {p}")
+    if out_dir and not quiet:
         png = plot_result(r, Path(out_dir) / f"{stem}.png")
         if png:
             print(f"wrote {png}")

@@ -72,15 +72,15 @@ if [ "$QUICK" = "1" ]; then
     step scaling-cpu-quick 90 scaling.log $CLI bench scaling --device cpu --quick --out "$OUT"
 else
     # 2. Generated tiers bit for bit on CUDA (INIT-3): slices, routing on generated rows, a whole forward.
-    step tests 30 tests.log $PY -m pytest -q -x -p no:cacheprovider tests/optimized/test_generated.py -k cuda
+    step tests 25 tests.log $PY -m pytest -q -x -p no:cacheprovider tests/optimized/test_generated.py -k cuda
     # 3. The corollary, CUDA full run: 4 tokens, 3 repetitions (fewer when the budget runs short).
-    step corollary-cuda 85 corollary.log $CLI bench corollary --device cuda --tokens 4 --reps 3 --max-seconds 65 \
+    step corollary-cuda 80 corollary.log $CLI bench corollary --device cuda --tokens 4 --reps 3 --max-seconds 60 \
         --out "$OUT"
     # 4. The same sweep on the CPU: counted, not computed (routing and router-row generation timed).
-    step corollary-cpu-quick 45 corollary.log $CLI bench corollary --device cpu --quick --max-seconds 30 --out "$OUT"
+    step corollary-cpu-quick 40 corollary.log $CLI bench corollary --device cpu --quick --max-seconds 25 --out "$OUT"
     # 5. Routing scaling on CUDA (1e3 .. 1e7 experts, d = 1024, batch 1 and 4096), then the CPU quick one.
-    step scaling-cuda 55 scaling.log $CLI bench scaling --device cuda --reps 10 --max-seconds 40 --out "$OUT"
-    step scaling-cpu-quick 15 scaling.log $CLI bench scaling --device cpu --quick --max-seconds 10 --out "$OUT"
+    step scaling-cuda 70 scaling.log $CLI bench scaling --device cuda --reps 10 --max-seconds 45 --out "$OUT"
+    step scaling-cpu-quick 12 scaling.log $CLI bench scaling --device cpu --quick --max-seconds 6 --out "$OUT"
 fi
 echo "total $(( $(date +%s) - START )) s" | tee -a "$OUT/steps.txt"
 ls -la "$OUT"

@@ -71,3 +71,15 @@ def test_full_mode_runs_and_counts_on_a_small_model(tmp_path):
     r = json.loads((tmp_path / "f.json").read_text())
     assert rc == 0 and r["all_counts_equal_formula"] and r["mode"].startswith("full")
     assert all(p["seconds_per_token"]["experts"] > 0 and p["seconds_per_token"]["dense"] > 0 for p in r["points"])
+
+
+def test_scaling_quick_runs(tmp_path):
+    """lite-llm bench scaling --quick: flat, HSER (exact route) and product keys at 1e3 .. 1e5 experts, with
+    the bytes-over-bandwidth model and the speedups written; no timing is asserted."""
+    from lite_llm.benchmarks import bench_scaling
+
+    assert bench_scaling.run("cpu", quick=True, json_path=str(tmp_path / "s.json"), reps=1, max_seconds=5) == 0
+    r = json.loads((tmp_path / "s.json").read_text())
+    assert {x["router"] for x in r["rows"]} == {"flat", "HSER (exact)", "product keys"}
+    assert len(r["rows"]) == 3 * 3 * 2 and all(x["model_us"] > 0 for x in r["rows"])
+    assert len(r["targets"]["hser_speedup_over_flat"]) == 6 and "partial" not in r
