@@ -86,11 +86,12 @@ def test_route_on_generated_rows_is_route(device, tiers):
 @pytest.mark.parametrize("device", DEVICES)
 def test_forward_with_every_weight_generated_is_forward(device):
     """INIT-3.1 (PLACE-1.3): the logits and routes of a model whose every weight is generated on demand
-    are the stored model's, bit for bit; the router cache changes nothing."""
+    are the stored model's, bit for bit (the same torch expert code; on CUDA the Triton experts of
+    backend "auto" round differently, within MODEL-4.3); the router cache changes nothing."""
     cfg = resolve_config("tiny")
     w = init_model_weights(cfg, SEED, device)
     tokens = [1, 200, 3, 77, 5, 255]
-    want = forward(cfg, w, tokens, (0, 1, 2), seed=9, device=device)
+    want = forward(cfg, w, tokens, (0, 1, 2), seed=9, device=device, backend="torch")   # swiglu_rows experts
     for cache in (0, 64):
         src = gen.GeneratedSource(cfg, SEED, device=device, router_cache=cache)
         got = gen.forward_generated(src, tokens, (0, 1, 2), seed=9)
