@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from lite_llm.spec import jsonio
 from lite_llm.spec.config import ModelConfig, config_from_dict, config_schema
 from lite_llm.spec.errors import (CheckpointError, CheckpointHashError, CheckpointHeaderError, CheckpointMismatchError,
                                   CheckpointMissingError, CheckpointSchemaError, CheckpointTruncatedError, ConfigError)
@@ -55,8 +56,8 @@ def read_manifest(directory: Path) -> tuple[dict, ModelConfig]:
     if not mpath.is_file():
         raise CheckpointMissingError("the manifest does not exist", path=mpath)
     try:
-        raw = json.loads(mpath.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raw = jsonio.loads(mpath.read_bytes().decode("utf-8"))          # bounded depth and numbers
+    except ValueError as e:
         raise CheckpointSchemaError(f"not UTF-8 JSON: {e}", path=mpath) from None
     except OSError as e:
         raise CheckpointError(f"cannot read: {e}", path=mpath) from None
@@ -126,8 +127,8 @@ def check_header(path: Path, size: int) -> dict[str, tuple[tuple[int, ...], int,
             raise CheckpointTruncatedError(f"the header ({n} bytes) runs past the end of the file", path=path)
         text = f.read(n)
     try:
-        header = json.loads(text.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        header = jsonio.loads(text.decode("utf-8"))                     # bounded depth and numbers
+    except ValueError as e:
         raise CheckpointHeaderError(f"header is not UTF-8 JSON: {e}", path=path) from None
     if not isinstance(header, dict):
         raise CheckpointHeaderError("header is not a JSON object", path=path)

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lite_llm.spec import jsonio
 from lite_llm.spec.config import SPEC_VERSION, ModelConfig, config_from_dict, config_schema, config_to_dict
 from lite_llm.spec.errors import (
     CheckpointConflictError,
@@ -157,7 +158,7 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
     except OSError as e:
         raise CheckpointError(f"cannot read the manifest: {e.strerror}", path=mpath) from None
     cfg = checked_manifest(text, str(mpath))
-    return Manifest(directory, json.loads(text), cfg, generation_of(text))
+    return Manifest(directory, jsonio.loads(text), cfg, generation_of(text))
 
 
 @lru_cache(maxsize=64)
@@ -165,9 +166,9 @@ def checked_manifest(text: bytes, mpath: str) -> ModelConfig:
     """CKPT-3.1, CKPT-3.2, CKPT-3.5 on a manifest's bytes; its config. Cached by content: JSON Schema
     validation costs milliseconds per tensor entry, and a process reads the same manifest often."""
     try:
-        raw = json.loads(text.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointSchemaError(f"the manifest is not UTF-8 JSON: {e}", path=mpath) from None
+        raw = jsonio.loads(text.decode("utf-8"))                       # bounded depth and numbers
+    except ValueError as e:                                            # not UTF-8, not JSON, or out of bounds
+        raise CheckpointSchemaError(f"the manifest is not UTF-8 JSON within bounds: {e}", path=mpath) from None
     if not isinstance(raw, dict):
         raise CheckpointSchemaError(f"the manifest is a JSON {type(raw).__name__}, not an object", path=mpath)
     version = raw.get("schema_version")                                        # CKPT-3.2: first
@@ -265,9 +266,9 @@ def read_header(path: Path, size: int) -> ShardHeader:
                                            f"length", path=path)
         text = f.read(n)
     try:
-        header = json.loads(text.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointHeaderError(f"the header is not UTF-8 JSON: {e}", path=path) from None
+        header = jsonio.loads(text.decode("utf-8"))                    # bounded depth and numbers
+    except ValueError as e:
+        raise CheckpointHeaderError(f"the header is not UTF-8 JSON within bounds: {e}", path=path) from None
     if not isinstance(header, dict):
         raise CheckpointHeaderError("the header is not a JSON object", path=path)
     tensors = {}

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lite_llm.spec import jsonio
 from lite_llm.spec.config import ModelConfig, config_from_dict
 from lite_llm.spec.errors import (CheckpointError, CheckpointHashError, CheckpointHeaderError, CheckpointMismatchError,
                                   CheckpointMissingError, CheckpointSchemaError, CheckpointTruncatedError, ConfigError)
@@ -227,8 +228,8 @@ def parse_manifest(text: bytes, where: str) -> tuple[dict, ModelConfig]:
     from lite_llm.optimized.checkpoint import SCHEMA_VERSION, _manifest_schema, check_manifest_agrees
 
     try:
-        raw = json.loads(text.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raw = jsonio.loads(text.decode("utf-8"))                        # bounded depth and numbers
+    except ValueError as e:
         raise CheckpointSchemaError(f"not UTF-8 JSON: {e}", path=where) from None
     if not isinstance(raw, dict):
         raise CheckpointSchemaError(f"a JSON {type(raw).__name__}, not an object", path=where)
@@ -264,8 +265,8 @@ def parse_header(reader, size: int, entry: dict, retry: RetryPolicy, counters=No
     if 8 + n > size:
         raise CheckpointTruncatedError(f"the header ({n} bytes) runs past the end of the file", path=url)
     try:
-        header = json.loads(fetch(reader, 8, n, None, "header", retry, counters).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        header = jsonio.loads(fetch(reader, 8, n, None, "header", retry, counters).decode("utf-8"))
+    except ValueError as e:
         raise CheckpointHeaderError(f"header is not UTF-8 JSON: {e}", path=url) from None
     if not isinstance(header, dict):
         raise CheckpointHeaderError("header is not a JSON object", path=url)
@@ -388,7 +389,7 @@ def read_sidecar(loc: Location, retry: RetryPolicy) -> dict:
     try:
         if not r.exists():
             return {}
-        d = json.loads(read_whole(r, r.size(), "hash sidecar", retry).decode("utf-8"))
+        d = jsonio.loads(read_whole(r, r.size(), "hash sidecar", retry).decode("utf-8"))
     except (CheckpointError, ValueError, OSError):
         return {}
     if not isinstance(d, dict) or d.get("format") != HASHES_FORMAT or d.get("version") != 1:

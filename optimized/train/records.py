@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lite_llm.spec import jsonio
 from lite_llm.spec.config import ModelConfig, config_from_dict, config_to_dict, seed_to_json
 from lite_llm.spec.errors import LiteLLMError
 
@@ -164,8 +165,8 @@ def read_record(path) -> Record:
     if md.get("format") != FORMAT or "record" not in md:
         raise RecordError(f"{path}: __metadata__ lacks format={FORMAT!r} and a record object")
     try:
-        meta = json.loads(md["record"])
-    except json.JSONDecodeError as e:
+        meta = jsonio.loads(md["record"])                               # bounded depth and numbers
+    except ValueError as e:
         raise RecordError(f"{path}: the record metadata is not JSON: {e}") from None
     if not isinstance(meta, dict) or meta.get("version") != VERSION:
         raise RecordError(f"{path}: record version {meta.get('version') if isinstance(meta, dict) else None!r} is "

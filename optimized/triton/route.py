@@ -66,6 +66,14 @@ def direct_buckets(mat: torch.Tensor) -> Buckets:
     return Buckets(rows, rows, _ones(n, mat.device), mat)
 
 
+def kernel_limbs(hidden_limbs: int, weight_limbs: int = 2) -> None:
+    """The Triton kernels quantize into one or two int8 limbs per side (HSER-2.4); refuse anything else
+    rather than compute wrong bits (three hidden limbs run on the exact torch path, ``router.route``)."""
+    if hidden_limbs not in (1, 2) or weight_limbs not in (1, 2):
+        raise ValueError(f"the Triton router kernels take 1 or 2 limbs per side, not {hidden_limbs} + {weight_limbs}; "
+                         f"use backend='torch'")
+
+
 def route_flat(h: torch.Tensor, rows, keys: torch.Tensor, k: int, hidden_limbs: int = 2,
                config: dict | None = None, check: bool = True) -> FlatResult:
     """One exact routing level: softmax and top-k of h (T, d) against every row of ``rows``.
@@ -75,6 +83,7 @@ def route_flat(h: torch.Tensor, rows, keys: torch.Tensor, k: int, hidden_limbs: 
     (HSER-2, HSER-3, HSER-5, HSER-6), the whole router of a flat MoE. ``check=False`` skips the
     host-side test of the non-finite flag (for CUDA-graph capture; the caller must check).
     """
+    kernel_limbs(hidden_limbs)
     n = rows.q.shape[0]
     z, _, _, _, bad = level_products(h, rows, _all_rows(n, h.device), hidden_limbs, False, config=config)
     probs, chosen, _, _, _ = softmax_topk(z, k, keys, n, n_fixed=n)
@@ -117,6 +126,7 @@ def flat_levels(h: torch.Tensor, router, cands: tuple[int, ...], seed: int, conf
     Levels 1 and 2 rank one candidate each: its logit minus the maximum is 0, canonical_exp(0) = 1,
     the tree sum is 1, so its probability is 1.0 exactly (HSER-6.6) and it is chosen (HSER-5); their
     outputs are written as constants."""
+    kernel_limbs(router.cfg.router.hidden_limbs, router.cfg.router.weight_limbs)
     cfg, rc, dev = router.cfg, router.cfg.router, router.device
     T = h.shape[0]
     t = cands[0]
@@ -143,6 +153,7 @@ def route_levels_triton(h: torch.Tensor, router, cands: tuple[int, ...], seed: i
     queued (``raise_if_nonfinite``) and raises before returning anything (HSER-10.2). Nothing here
     waits for the device, so the whole call can be captured in a CUDA graph.
     """
+    kernel_limbs(router.cfg.router.hidden_limbs, router.cfg.router.weight_limbs)
     configs = configs or {}
     bucket_cfg = {**BUCKET_CONFIG, **(configs.get("bucket") or {})}
     cfg, rc, dev = router.cfg, router.cfg.router, router.device
