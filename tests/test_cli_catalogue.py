@@ -98,6 +98,12 @@ CATALOGUE = [
     (["checkpoint", "expand", "@ck", "--tier", "t:100000:100000:16", "--seed", "1"], R, "E_MEMORY"),
     (["checkpoint", "expand", "@ck", "--tier", "t:x:2:8", "--seed", "1"], R, "must be integers"),
     (["checkpoint", "expand", "@ck", "--tier", "tier_1b:2:2:8", "--seed", "1"], R, "E_"),
+    (["checkpoint", "verify", "@ck-bigint"], exit_codes.FAILED, "E_CKPT_SCHEMA"),
+    (["checkpoint", "inspect", "@ck-bigint"], R, "E_CKPT_SCHEMA"),
+    (["checkpoint", "verify", "@ck-deep"], exit_codes.FAILED, "E_CKPT_HEADER"),
+    (["generate", "--prompt", "1", "--checkpoint", "@ck-deep"], R, "E_CKPT_HEADER"),
+    (["generate", "--prompt", "1", "--checkpoint", "@ck-deep", "--impl", "optimized"], R, "E_CKPT_HEADER"),
+    (["checkpoint", "hashes", "@ck-deep"], R, "E_CKPT_HEADER"),
     # generate
     (["generate", "--prompt", "1,x"], R, "E_TOKEN"),
     (["generate", "--prompt", "1", "--max-new", "-1"], R, "negative"),
@@ -113,6 +119,34 @@ CATALOGUE = [
 ]
 
 
+def damaged_checkpoints(tmp, good) -> dict[str, str]:
+    """Copies of a good checkpoint: a 100,000-digit integer in the manifest; a shard header nested 100,000
+    deep (the manifest's size and SHA-256 updated, so the checks reach the header)."""
+    import hashlib
+    import struct
+
+    out = {}
+    big = tmp / "ck-bigint"
+    shutil.copytree(good, big)
+    m = (big / "manifest.json").read_text()
+    (big / "manifest.json").write_text(m.replace('"schema_version": 1', '"schema_version": ' + "1" * 100_000, 1))
+    out["ck-bigint"] = str(big)
+    deep = tmp / "ck-deep"
+    shutil.copytree(good, deep)
+    manifest = json.loads((deep / "manifest.json").read_text())
+    entry = manifest["tiers"][0]
+    shard = deep / entry["file"]
+    raw = shard.read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = b"[" * 100_000 + b"]" * 100_000
+    new = struct.pack("<Q", len(header)) + header + raw[8 + n:]
+    shard.write_bytes(new)
+    entry["bytes"], entry["sha256"] = len(new), hashlib.sha256(new).hexdigest()
+    (deep / "manifest.json").write_text(json.dumps(manifest, sort_keys=True, indent=2))
+    out["ck-deep"] = str(deep)
+    return out
+
+
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("catalogue")
@@ -120,13 +154,14 @@ def inputs(tmp_path_factory):
     assert main(["checkpoint", "init", str(tmp / "ck"), "--config", "tiny", "--seed", "0"]) == 0
     out["ck"] = str(tmp / "ck")
     out["ckdir"] = str(tmp / "new-ck")
+    out.update(damaged_checkpoints(tmp, tmp / "ck"))
     return out
 
 
 def expand(argv, inputs):
     out = []
     for a in argv:
-        for key, value in inputs.items():
+        for key, value in sorted(inputs.items(), key=lambda kv: -len(kv[0])):
             a = a.replace(f"@{key}", value)
         out.append(a)
     return out
