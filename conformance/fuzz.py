@@ -42,7 +42,7 @@ def strategies(operations=OPERATIONS):
         tiers = [(draw(st.integers(1, 4)), draw(st.integers(1, 4))) for _ in range(M)]
         d = 2 * draw(st.integers(1, 8))
         k = tuple(draw(st.integers(1, 4)) for _ in range(3))
-        limbs = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+        limbs = (draw(st.integers(1, 3)), draw(st.integers(1, 2)))          # TIER-1.5: 3 + 3 is not a config
         T = draw(st.integers(0, 5))
         cfg = {"spec_version": "0.1", "d_model": d, "n_heads": 1, "n_layers": 1,
                "tiers": [{"name": f"t{i}", "groups": g, "experts_per_group": e, "d_ff": 1}
