@@ -32,7 +32,7 @@ Modes:
   rows generated and read exactly, cached across points), while dense blocks and experts are
   *counted, not computed*: the residual stream stays the token's embedding row, so each layer
   routes rms_norm(embedding) -- real routing decisions on a real token, not the model's hidden
-  states. Counts are checked against the formula exactly; timings are printed, no claim is made.
+  states. Counts are checked against the formula exactly. CPU runs use one torch thread.
 
 Results: JSON (device, date, command, every point) and a PNG per run under benchmarks/results/
 (``corollary-<date>-<device>.json/.png``); ``--plot-from FILE.json`` draws the PNG from a JSON
@@ -40,6 +40,7 @@ written where matplotlib was missing.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
@@ -177,11 +178,33 @@ def run_point(cfg, tiers, tokens, device, quick: bool, reps: int, src_cache, den
     }
 
 
+@contextlib.contextmanager
+def one_cpu_thread(device):
+    """On the CPU, run torch on one thread (restored afterwards). Measured on the shared 2-core machine:
+    the generator's and the router's elementwise passes took ~10x more CPU time on two intra-op threads
+    (busy-waiting under load) than on one, and the timings became noise; one thread is also how
+    NumPy, the reference, runs. CUDA runs are unaffected."""
+    if torch.device(device).type != "cpu":
+        yield
+        return
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
 def run(device: str = "cpu", quick: bool = True, json_path: str | None = None, tokens: int | None = None,
         reps: int | None = None, out_dir: str | None = None, plot: bool = True, max_seconds: float | None = None,
         command: str | None = None, config: str = "quadrillion") -> int:
     """The sweep; returns 0 when every token's counted parameters equal the formula at every point, else 1.
     ``config``: another bundled config (tests run the full mode on ``tiny`` on the CPU)."""
+    with one_cpu_thread(device):
+        return _run(device, quick, json_path, tokens, reps, out_dir, plot, max_seconds, command, config)
+
+
+def _run(device, quick, json_path, tokens, reps, out_dir, plot, max_seconds, command, config) -> int:
     cfg = resolve_config(config)
     T = tokens or (1 if quick else 8)
     R = reps or (1 if quick else 3)
@@ -255,7 +278,7 @@ def summarise(cfg, points, device, quick, ids, provenance, bw, dense_s, command)
         "device": device_name(device), "device_type": torch.device(device).type,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": command or " ".join(sys.argv), "torch": torch.__version__, "python": platform.python_version(),
-        "weights_seed": WEIGHTS_SEED, "router_seed": cfg.router.seed, "token_source": provenance,
+        "torch_threads": torch.get_num_threads(), "weights_seed": WEIGHTS_SEED, "router_seed": cfg.router.seed, "token_source": provenance,
         "n_tokens": len(ids), "dense_materialise_once_s": dense_s,
         "p_total_all_tiers": param_report(cfg).p_total,
         "all_counts_equal_formula": all(p["counted_equals_formula"] for p in points),

@@ -19,7 +19,8 @@ runs with CUDA events (``timing.time_us``). Beside each time: the bytes of route
 product: 2 n d/2) and a bytes-over-bandwidth model, t = t_floor + bytes / bandwidth, where the
 bandwidth is the device's measured copy bandwidth (CUDA) or the measured throughput of a large
 matrix-vector product (CPU) and t_floor is the router's time at the smallest N (launches and host
-work, which no byte count explains). ``--quick``: CPU, N = 1e3 .. 1e5, d = 128.
+work, which no byte count explains). ``--quick``: CPU, N = 1e3 .. 1e5, d = 128. On the CPU torch runs on one
+thread (every router alike).
 """
 from __future__ import annotations
 
@@ -110,6 +111,14 @@ def cpu_bandwidth(d: int) -> float:
 
 def run(device: str = "cpu", quick: bool = True, json_path: str | None = None, reps: int | None = None,
         out_dir: str | None = None, max_seconds: float | None = None, command: str | None = None) -> int:
+    """The sweep (CPU: torch on one thread, ``bench_corollary.one_cpu_thread``); returns 0."""
+    from lite_llm.benchmarks.bench_corollary import one_cpu_thread
+
+    with one_cpu_thread(device):
+        return _run(device, quick, json_path, reps, out_dir, max_seconds, command)
+
+
+def _run(device, quick, json_path, reps, out_dir, max_seconds, command) -> int:
     cuda = torch.device(device).type == "cuda"
     # full: the floor (1e3) and the headline (1e7) first, so a run cut short by its time limit keeps them
     sizes = [10 ** 3, 10 ** 4, 10 ** 5] if quick else [10 ** 3, 10 ** 7, 10 ** 5, 10 ** 6, 10 ** 4]
@@ -191,7 +200,7 @@ def summary(rows, bw, sizes, batches, device, d, wdtype, use_triton, quick, comm
         "benchmark": "scaling", "issue": 13, "device": device_name(device), "device_type": torch.device(device).type,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": command or " ".join(sys.argv), "torch": torch.__version__, "python": platform.python_version(),
-        "d": d, "batches": list(batches), "k": K, "weights_dtype": str(wdtype).replace("torch.", ""),
+        "torch_threads": torch.get_num_threads(), "d": d, "batches": list(batches), "k": K, "weights_dtype": str(wdtype).replace("torch.", ""),
         "bandwidth_bytes_per_s": bw, "hser_backend": "triton" if cuda and use_triton else "torch",
         "mode": "quick (CPU, small d): a smoke test, no timing claim" if quick else "full",
         "rows": rows, "targets": targets(rows, sizes, batches), **({"partial": True} if partial else {}),
