@@ -9,7 +9,7 @@
 # Files in $OUT: corollary-<date>-cuda.json/.png, corollary-<date>-cpu.json/.png, scaling-<date>-cuda.json/.png,
 # scaling-<date>-cpu.json/.png (PNGs only where matplotlib is installed; otherwise draw them elsewhere with
 # `lite-llm bench corollary --plot-from FILE.json`), steps.txt, corollary.log, scaling.log, tests.log, env.json.
-# Every step has a time limit taken from a 230 s budget (QUICK=1: 400 s, for a loaded CPU); a step that fails or runs out is recorded and the
+# Every step has a time limit taken from a 232 s budget (QUICK=1: 300 s); a step that fails or runs out is recorded and the
 # next one runs. Copy the JSON/PNG files into benchmarks/results/ to commit them.
 set -u
 cd "$(dirname "$0")/.."
@@ -18,7 +18,7 @@ OUT=${OUT:-$ROOT/gpu-corollary-out}
 QUICK=${QUICK:-0}
 mkdir -p "$OUT"
 START=$(date +%s)
-if [ "$QUICK" = "1" ]; then BUDGET=${BUDGET:-400}; else BUDGET=${BUDGET:-230}; fi
+if [ "$QUICK" = "1" ]; then BUDGET=${BUDGET:-300}; else BUDGET=${BUDGET:-232}; fi
 export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python}
 
@@ -68,18 +68,18 @@ PYEOF
 cat "$OUT/env.json"
 
 if [ "$QUICK" = "1" ]; then
-    step corollary-cpu-quick 300 corollary.log $CLI bench corollary --device cpu --quick --out "$OUT"
+    step corollary-cpu-quick 200 corollary.log $CLI bench corollary --device cpu --quick --out "$OUT"
     step scaling-cpu-quick 90 scaling.log $CLI bench scaling --device cpu --quick --out "$OUT"
 else
     # 2. Generated tiers bit for bit on CUDA (INIT-3): slices, routing on generated rows, a whole forward.
     step tests 25 tests.log $PY -m pytest -q -x -p no:cacheprovider tests/optimized/test_generated.py -k cuda
     # 3. The corollary, CUDA full run: 4 tokens, 3 repetitions (fewer when the budget runs short).
-    step corollary-cuda 80 corollary.log $CLI bench corollary --device cuda --tokens 4 --reps 3 --max-seconds 60 \
+    step corollary-cuda 90 corollary.log $CLI bench corollary --device cuda --tokens 4 --reps 3 --max-seconds 70 \
         --out "$OUT"
     # 4. The same sweep on the CPU: counted, not computed (routing and router-row generation timed).
-    step corollary-cpu-quick 40 corollary.log $CLI bench corollary --device cpu --quick --max-seconds 25 --out "$OUT"
+    step corollary-cpu-quick 30 corollary.log $CLI bench corollary --device cpu --quick --max-seconds 20 --out "$OUT"
     # 5. Routing scaling on CUDA (1e3 .. 1e7 experts, d = 1024, batch 1 and 4096), then the CPU quick one.
-    step scaling-cuda 70 scaling.log $CLI bench scaling --device cuda --reps 10 --max-seconds 45 --out "$OUT"
+    step scaling-cuda 75 scaling.log $CLI bench scaling --device cuda --reps 10 --max-seconds 50 --out "$OUT"
     step scaling-cpu-quick 12 scaling.log $CLI bench scaling --device cpu --quick --max-seconds 6 --out "$OUT"
 fi
 echo "total $(( $(date +%s) - START )) s" | tee -a "$OUT/steps.txt"
