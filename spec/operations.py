@@ -24,7 +24,7 @@ class Operation:
 
 OPERATION_TABLE = (
     Operation('route', 'routing',
-              params='`tierset` (ids), `seed`',
+              params="`tierset` (a list of names and ids, TIER-2.1), `seed` (HSER-4.1; absent or `null`: the config's)",
               inputs='`hidden` (T, d); `router_tier.{t}` (d), `router_group.{t}` (G_t, d), `router_expert.{t}` (G_t, E_t, d) for every tier id `t`',
               outputs='the routing record of HSER-9.3'),
     Operation('tier_set', 'routing',
