@@ -27,6 +27,7 @@ from .tensors import DTYPES, dtype_name, npy_bytes
 # The modules that describe the cases, each with a function cases() -> list[CaseSpec].
 GENERATORS = ("gen_ops", "gen_routing", "gen_layer", "gen_model", "gen_loss", "gen_selection", "gen_cache",
               "gen_checkpoint", "gen_generated")
+GENERATORS += ("gen_mutants",)             # cases that kill mutants the others let survive (scripts/mutation.py)
 
 
 @dataclass
