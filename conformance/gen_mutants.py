@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .draw import gauss
-from .generate import CaseSpec
+from .generate import CaseSpec, GeneratorError
 
 F32 = np.float32
 
@@ -82,5 +82,120 @@ def model_cases() -> list[CaseSpec]:
                          "and empty routing records.", ["MODEL-1.1", "MODEL-2.6"], small, model_weights(small), (0, 5))]
 
 
+def param_cases() -> list[CaseSpec]:
+    from .gen_layer import model_config
+
+    # reference/params.py:core/ReplaceBinaryOperator_Add_BitXor#13 (L * c_dense ^ io_active: equal to the sum
+    # when the two share no bit, as in every power-of-two-sized config of gen_model)
+    cfg = model_config(tiers=((2, 3, 6), (3, 2, 10)), k=(1, 2, 1), d=12, layers=3, vocab=40)
+    return [CaseSpec("model/params-odd-sizes", "Parameter accounting of a model with d_model 12, vocabulary 40 and "
+                     "3 layers: sizes that are not powers of two, so the terms of each sum share bits.",
+                     ["PARAM-2.1", "PARAM-2.2", "PARAM-2.3", "PARAM-3.1", "PARAM-3.2", "PARAM-3.3", "PARAM-3.4",
+                      "PARAM-4.1"], "param_report", {}, {}, config=cfg)]
+
+
+def selection_cases() -> list[CaseSpec]:
+    from .gen_selection import budget_inputs
+
+    # reference/selection.py:core/ReplaceBinaryOperator_LShift_Sub#1 and core/ReplaceBinaryOperator_Sub_BitXor#0
+    # (the id-tuple tie break): {0, 3} and {1, 2} tie on every sum and on size; (0, 3) < (1, 2), although the
+    # subset mask of {1, 2} (6) is below that of {0, 3} (9)
+    def check(o):
+        if list(np.asarray(o["tiers"]).tolist()) != [0, 3]:
+            raise AssertionError(f"expected [0, 3], got {o['tiers']}")
+
+    return [CaseSpec("selection/budget-lexicographic-not-mask-order", "Utility = memory = (1, 2, 3, 4), latency 1 "
+                     "each, tau = 2, mu = 5: {0, 3} and {1, 2} are the best feasible TierSets, equal in utility, "
+                     "latency, memory and size; the lexicographically smaller id tuple (0, 3) wins (SEL-2.3), "
+                     "whatever order the subsets are enumerated in.", ["SEL-2.2", "SEL-2.3", "SEL-2.4", "TIER-3.4"],
+                     "select_budget", {}, budget_inputs([1, 2, 3, 4], [1, 1, 1, 1], [1, 2, 3, 4], 2, 5),
+                     check=check)]
+
+
+def loss_cases() -> list[CaseSpec]:
+    from .gen_loss import aux_case, records
+    from .gen_routing import config, weights
+
+    # reference/aux_loss.py:core/ReplaceContinueWithBreak#0 (a tier of the TierSet no token chose ends the loop
+    # over tiers instead of being skipped)
+    cfg = config(tiers=((2, 4), (4, 2), (3, 3)), k=(2, 2, 1))
+    w = weights(cfg, seed=40)
+    v = w["router_tier.1"]
+    w["router_tier.0"] = (-4 * v).astype(F32)                      # tier 0's logit is below the others'
+    h = (np.abs(gauss("mutants.loss.h", (16, 16))) * np.sign(v)).astype(F32)
+    rec = records(cfg, [h], [0, 1, 2], w=[w])
+    if (rec["route.0.chosen_tiers"] == 0).any() or not (rec["route.0.chosen_tiers"] == 2).any():
+        raise GeneratorError("loss/aux-first-tier-unchosen: tier 0 is chosen, or tier 2 is not")
+    return [aux_case("aux-first-tier-unchosen", "No token chooses tier 0 (its router row points away from every "
+                     "token), tiers 1 and 2 are chosen: tier 0 contributes no level-2 or level-3 router, and the "
+                     "routers of tiers 1 and 2 still count.", ["AUX-1.2", "AUX-1.3"], cfg, rec, [0, 1, 2])]
+
+
+def checkpoint_cases() -> list[CaseSpec]:
+    import struct
+
+    from .gen_checkpoint import fresh, header_of, load_case, manifest, replace_shard, shard, with_header, \
+        write_manifest
+
+    out = []
+
+    def err(name, desc, clauses, d, code):
+        out.append(load_case(f"load-errors/{name}", desc, clauses + ["CKPT-7.1"], d, error=code))
+
+    # reference/checkpoint.py:core/ReplaceComparisonOperator_Gt_Is#1, optimized/checkpoint.py:core/
+    # ReplaceBinaryOperator_Add_Mod#2 (8 + n > size)
+    d = fresh("mutants-header-beyond-file")
+    data = shard(d, "tier_b").read_bytes()
+    replace_shard(d, "tier_b", struct.pack("<Q", len(data)) + data[8:])
+    err("header-length-beyond-file", "Tier 1's shard declares a header as long as the whole file (under the "
+        "safetensors limit): the header cannot fit, the file is truncated (hash and size recorded).",
+        ["CKPT-2.3", "CKPT-5.4"], d, "E_CKPT_TRUNCATED")
+    # reference/checkpoint.py:core/ReplaceBinaryOperator_Sub_FloorDiv#3, optimized/checkpoint.py:core/
+    # ReplaceBinaryOperator_Sub_Div#4 (the count of trailing bytes divided by the end of the last tensor, 0 here)
+    d = fresh("mutants-empty-header-trailing")
+    data = shard(d, "tier_a").read_bytes()
+    replace_shard(d, "tier_a", with_header(data, {}))
+    err("bytes-after-empty-header", "Tier 0's shard has a header without tensors followed by its old data: every "
+        "byte after the header follows the last tensor (there is none), a header error (hash and size recorded).",
+        ["CKPT-2.3", "CKPT-5.4"], d, "E_CKPT_HEADER")
+    # optimized/checkpoint.py:core/ReplaceComparisonOperator_NotEq_Gt#12 (shape compared with > only)
+    d = fresh("mutants-shape-permuted")
+    found = None
+    for label in ("dense", "tier_a", "tier_b", "tier_c"):
+        h = header_of(shard(d, label).read_bytes())
+        found = found or next(((label, k) for k in sorted(h) if k != "__metadata__"
+                               and sorted(h[k]["shape"]) < h[k]["shape"]), None)
+    label, name = found
+    data = shard(d, label).read_bytes()
+    h = header_of(data)
+    h[name] = {**h[name], "shape": sorted(h[name]["shape"])}
+    replace_shard(d, label, with_header(data, h))
+    err("header-shape-permuted", f"The header of shard {label} gives {name} its dimensions in ascending order, "
+        f"{h[name]['shape']}: the same size, so the offsets fit, and smaller than the manifest's shape: a "
+        "well-formed header that disagrees with the manifest (hash and size recorded).",
+        ["CKPT-5.4", "CKPT-2.3", "CKPT-1.3"], d, "E_CKPT_MISMATCH")
+    # reference/checkpoint.py:core/NumberReplacer#29 (U32 item size) and #12 (I8 item size)
+    for dtype, scale in (("U32", 1), ("I8", 4)):
+        d = fresh(f"mutants-header-{dtype.lower()}")
+        data = shard(d, "dense").read_bytes()
+        h = header_of(data)
+        first = sorted(k for k in h if k != "__metadata__")[0]
+        shape = h[first]["shape"][:-1] + [h[first]["shape"][-1] * scale]
+        h[first] = {**h[first], "dtype": dtype, "shape": shape}
+        replace_shard(d, "dense", with_header(data, h))
+        err(f"header-dtype-{dtype.lower()}", f"The dense shard's header declares {first} as {dtype} of shape {shape}: "
+            f"{dtype}'s element size ({4 // scale} bytes) makes the offsets fit, so the header is well-formed and "
+            "disagrees with the manifest's F32 (hash and size recorded).", ["CKPT-5.4", "CKPT-2.3", "CKPT-1.3"], d,
+            "E_CKPT_MISMATCH")
+    # reference/checkpoint.py:core/ReplaceComparisonOperator_NotEq_Lt#1 (more manifest tiers than config tiers)
+    d = fresh("mutants-extra-tier")
+    m = manifest(d)
+    m["tiers"].append({**m["tiers"][-1], "id": len(m["tiers"]), "name": "tier_d"})
+    write_manifest(d, m)
+    err("manifest-extra-tier", "The manifest lists four tier entries, its config three.", ["CKPT-3.5", "CKPT-3.4"], d,
+        "E_CKPT_MISMATCH")
+    return out
+
+
 def cases() -> list[CaseSpec]:
-    return routing_cases() + model_cases()
+    return routing_cases() + model_cases() + param_cases() + selection_cases() + loss_cases() + checkpoint_cases()
