@@ -194,6 +194,26 @@ def checkpoint_cases() -> list[CaseSpec]:
     write_manifest(d, m)
     err("manifest-extra-tier", "The manifest lists four tier entries, its config three.", ["CKPT-3.5", "CKPT-3.4"], d,
         "E_CKPT_MISMATCH")
+    # optimized/checkpoint.py:core/ReplaceComparisonOperator_NotEq_Lt#0 (version < SCHEMA_VERSION: a missing
+    # version, None, cannot be compared)
+    d = fresh("mutants-no-schema-version")
+    m = manifest(d)
+    m.pop("schema_version")
+    write_manifest(d, m)
+    err("manifest-without-schema-version", "The manifest has no schema_version.", ["CKPT-3.1", "CKPT-3.2"], d,
+        "E_CKPT_SCHEMA")
+    # reference/checkpoint.py:core/ReplaceTrueWithFalse#6 (mkdir(exist_ok=False): an existing directory refused)
+    from .gen_checkpoint import SCRATCH, ckpt_config, ckpt_weights
+
+    cfg = ckpt_config()
+    target = SCRATCH / "mutants-save-into-existing"
+    target.mkdir()
+    (target / "README.txt").write_text("a directory that exists and holds no manifest\n")
+    out.append(CaseSpec("checkpoint/save-into-existing-directory", "Save into a directory that exists and holds a "
+                        "file but no manifest: only a manifest makes a save refuse (CKPT-4.4); the checkpoint is "
+                        "written next to the file, which is left as it was.", ["CKPT-4.4", "CKPT-4.2"],
+                        "save_checkpoint", {}, {"checkpoint": target, **ckpt_weights(cfg)}, config=cfg,
+                        writable=("checkpoint",)))
     return out
 
 
