@@ -99,17 +99,22 @@ def selection_cases() -> list[CaseSpec]:
 
     # reference/selection.py:core/ReplaceBinaryOperator_LShift_Sub#1 and core/ReplaceBinaryOperator_Sub_BitXor#0
     # (the id-tuple tie break): {0, 3} and {1, 2} tie on every sum and on size; (0, 3) < (1, 2), although the
-    # subset mask of {1, 2} (6) is below that of {0, 3} (9)
+    # subset mask of {1, 2} (6) is below that of {0, 3} (9); with five tiers a bit-reversed mask built with
+    # shifts M ^ (1 - t) would weigh tier 1 above tier 0
     def check(o):
         if list(np.asarray(o["tiers"]).tolist()) != [0, 3]:
             raise AssertionError(f"expected [0, 3], got {o['tiers']}")
 
-    return [CaseSpec("selection/budget-lexicographic-not-mask-order", "Utility = memory = (1, 2, 3, 4), latency 1 "
-                     "each, tau = 2, mu = 5: {0, 3} and {1, 2} are the best feasible TierSets, equal in utility, "
-                     "latency, memory and size; the lexicographically smaller id tuple (0, 3) wins (SEL-2.3), "
-                     "whatever order the subsets are enumerated in.", ["SEL-2.2", "SEL-2.3", "SEL-2.4", "TIER-3.4"],
-                     "select_budget", {}, budget_inputs([1, 2, 3, 4], [1, 1, 1, 1], [1, 2, 3, 4], 2, 5),
-                     check=check)]
+    out = []
+    for m, extra in ((4, ""), (5, " A fifth tier needs more memory than mu.")):
+        u = [1, 2, 3, 4, 100][:m]
+        out.append(CaseSpec(
+            f"selection/budget-lexicographic-not-mask-order-{m}", f"{m} tiers, utility = memory = {tuple(u)}, latency "
+            "1 each, tau = 2, mu = 5: {0, 3} and {1, 2} are the best feasible TierSets, equal in utility, latency, "
+            "memory and size; the lexicographically smaller id tuple (0, 3) wins (SEL-2.3), whatever order the "
+            f"subsets are enumerated in.{extra}", ["SEL-2.2", "SEL-2.3", "SEL-2.4", "TIER-3.4"], "select_budget", {},
+            budget_inputs(u, [1] * m, u, 2, 5), check=check))
+    return out
 
 
 def loss_cases() -> list[CaseSpec]:
