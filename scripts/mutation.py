@@ -271,57 +271,92 @@ def load_annotations(path: Path | None) -> dict:
     return {k: v for k, v in data.items() if not k.startswith("_")}
 
 
+EQUIVALENT_KINDS = ("semantic", "message", "unreachable", "undefined", "tolerance")
+STRICT_KINDS = ("semantic", "message")          # the strict score counts only these as equivalent
+
+
 def scores(rows: list[dict], notes: dict, outcome: str = "outcome") -> dict:
-    k = sum(r[outcome] == "killed" for r in rows)
-    s = sum(r[outcome] == "survived" for r in rows)
-    eq = sum(r[outcome] == "survived" and notes.get(r["key"], {}).get("verdict") == "equivalent" for r in rows)
-    return {"killed": k, "survived": s, "equivalent": eq, "other": len(rows) - k - s,
-            "score": round(100 * k / max(k + s, 1), 1), "non_equivalent_score": round(100 * k / max(k + s - eq, 1), 1)}
+    """Counts and scores of ``rows`` by their ``outcome`` (or ``before``, the outcome before the new vectors).
+
+    score: killed / (killed + survived). non_equivalent_score: survivors argued equivalent (any kind) left out.
+    strict_score: only survivors argued semantically equivalent or message-only left out.
+    """
+    def out(r):
+        return r.get(outcome, r["outcome"])
+
+    k = sum(out(r) == "killed" for r in rows)
+    s = sum(out(r) == "survived" for r in rows)
+    eq = [r for r in rows if out(r) == "survived" and notes.get(r["key"], {}).get("verdict") == "equivalent"]
+    strict = sum(notes[r["key"]].get("kind") in STRICT_KINDS for r in eq)
+    pct = lambda a, b: round(100 * a / b, 1) if b else 100.0  # noqa: E731
+    return {"killed": k, "survived": s, "equivalent": len(eq), "other": len(rows) - k - s,
+            "score": pct(k, k + s), "non_equivalent_score": pct(k, k + s - len(eq)),
+            "strict_score": pct(k, k + s - strict)}
 
 
 def markdown(report: dict, notes: dict) -> str:
     rows, group = report["mutants"], report["group"]
     sample, seed = report.get("sample"), report.get("seed")
-    for r in rows:
-        r.setdefault("before", r["outcome"])
     by_mod: dict[str, list[dict]] = {}
     for r in rows:
         by_mod.setdefault(r["module"], []).append(r)
     lines = [f"# Mutation score: {group} modules", "",
-             f"{len(rows)} mutants run ({'all' if sample is None else f'a sample of {sample}, seed {seed}'}) "
-             f"of the {report['total_mutants']} that Cosmic Ray makes in these modules; the test command is "
-             f"`lite-llm conform --impl <the module's implementation> --levels {report['levels']}`: the "
-             f"conformance vectors alone (`scripts/mutation.py`). *Score* is killed / (killed + survived); "
-             f"*non-equivalent score* leaves out the survivors argued equivalent below "
-             f"(`mutation-annotations.json`); *incompetent* mutants (the package no longer imports, or the run "
-             f"crashed) are counted in neither.", "",
-             "| module | killed | survived | of which equivalent | incompetent | score | non-equivalent score |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             f"{len(rows)} mutants ({'all' if sample is None else f'a sample of {sample}, seed {seed}'}) of the "
+             f"{report['total_mutants']} that Cosmic Ray makes in these modules (staged from "
+             f"{report.get('rev', 'the working tree')}), each judged by `lite-llm conform --impl <the module's "
+             f"implementation> --levels {report['levels']} --json -`: the conformance vectors alone, no unit test "
+             f"(`scripts/mutation.py`). A mutant is killed when a case fails or errors, or when a case the "
+             f"unmutated implementation passes is skipped (NotImplementedError); incompetent when the suite gives no "
+             f"report.", "",
+             "*score* = killed / (killed + survived). *non-equivalent score* leaves out the survivors argued "
+             "equivalent in `mutation-annotations.json` (kinds: semantic, message, unreachable on the CPU suite, "
+             "undefined input, within tolerance); *strict* leaves out only the semantic and message-only ones. A "
+             "survivor without an argument counts against both.", "",
+             "| module | killed | survived | argued equivalent | incompetent | score | non-equivalent score | strict |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for mod in sorted(by_mod):
         c = scores(by_mod[mod], notes)
         lines.append(f"| {mod} | {c['killed']} | {c['survived']} | {c['equivalent']} | {c['other']} | "
-                     f"{c['score']}% | {c['non_equivalent_score']}% |")
+                     f"{c['score']}% | {c['non_equivalent_score']}% | {c['strict_score']}% |")
     c, b = scores(rows, notes), scores(rows, notes, "before")
     lines += [f"| **all** | {c['killed']} | {c['survived']} | {c['equivalent']} | {c['other']} | "
-              f"**{c['score']}%** | **{c['non_equivalent_score']}%** |", ""]
-    changed = [r for r in rows if r["before"] != r["outcome"]]
-    lines += [f"Before the vectors added to kill survivors (`conformance/gen_mutants.py`): {b['killed']} killed, "
-              f"{b['survived']} survived, score {b['score']}%, non-equivalent score "
-              f"{round(100 * b['killed'] / max(b['killed'] + b['survived'] - c['equivalent'], 1), 1)}%. "
-              f"After: {c['killed']} killed, {c['survived']} survived, score {c['score']}%, non-equivalent score "
-              f"{c['non_equivalent_score']}% ({len(changed)} mutants changed outcome).", "",
-              "## Survivors, and the mutants that survived the first run", ""]
+              f"**{c['score']}%** | **{c['non_equivalent_score']}%** | {c['strict_score']}% |", ""]
+    first = report.get("first_pass")
+    if first:
+        lines += [f"First pass ({first['rule']}): {first['killed']} killed, {first['survived']} survived. Judged by "
+                  f"the JSON report instead, {len(report.get('rejudged', []))} of those survivors are killed (a "
+                  f"case they make the implementation skip), on the same code ({first.get('rev', '')}).", ""]
+    changed = [r for r in rows if r.get("before", r["outcome"]) != r["outcome"]]
+    lines += [f"**Before** the vectors added for survivors: {b['killed']} killed, {b['survived']} survived: score "
+              f"{b['score']}%, non-equivalent score {b['non_equivalent_score']}%, strict {b['strict_score']}%. "
+              f"**After** (re-run on {report.get('after_rev', 'the current code')}): {c['killed']} killed, "
+              f"{c['survived']} survived: score {c['score']}%, non-equivalent score {c['non_equivalent_score']}%, "
+              f"strict {c['strict_score']}% ({len(changed)} mutants now killed).", ""]
+    kinds: dict[str, int] = {}
     for r in rows:
-        if r["outcome"] != "survived" and r["before"] != "survived":
+        if r["outcome"] == "survived":
+            n = notes.get(r["key"], {})
+            kind = n.get("kind", n.get("verdict", "not argued")) if n.get("verdict") != "killed" else "not argued"
+            kinds[kind] = kinds.get(kind, 0) + 1
+    rejudged = report.get("rejudged", [])
+    if rejudged:
+        keys = ", ".join("`" + x["key"] + "`" for x in rejudged)
+        lines += [f"Killed by the skip rule (first-pass survivors that make the implementation skip a case it "
+                  f"passes): {keys}.", ""]
+    lines += ["Survivors by verdict: " + ", ".join(f"{v} {k}" for k, v in sorted(kinds.items())) + ".", "",
+              "## Survivors of the first run and their verdicts", ""]
+    for r in rows:
+        if r["outcome"] != "survived" and r.get("before") != "survived":
             continue
         note = notes.get(r["key"], {})
         if r["outcome"] == "killed":
-            verdict = f"**killed by** `{note.get('case', '?')}`" + (f": {note['argument']}" if note.get("argument") else "")
+            verdict = f"**killed by** `{note.get('case', '?')}`" + (f" ({note['argument']})" if note.get("argument") else "")
         elif note.get("verdict") == "equivalent":
-            verdict = f"**equivalent**: {note.get('argument', '')}"
+            verdict = f"**equivalent ({note.get('kind', '?')})**: {note.get('argument', '')}"
+        elif note.get("verdict") == "open":
+            verdict = f"**open** (not equivalent, not killed): {note.get('argument', '')}"
         else:
-            verdict = "**not argued**: counts as a non-equivalent survivor" + (
-                f" ({note['argument']})" if note.get("argument") else "")
+            verdict = "**not argued**: counts as a non-equivalent survivor"
         lines += [f"### `{r['key']}` (line {r['line']}): {r['outcome']}", "", verdict, "",
                   "```diff", normalized_diff(r["diff"]), "```", ""]
     return "\n".join(lines) + "\n"
@@ -331,9 +366,34 @@ def write_report(path: Path, report: dict, notes: dict) -> None:
     for r in report["mutants"]:
         r["diff"] = clean_diff(r["diff"])
         r.setdefault("key", key_of(r))
-    report.update({k: v for k, v in scores(report["mutants"], notes).items()})
+    report.update(scores(report["mutants"], notes))
+    report["before_new_vectors"] = scores(report["mutants"], notes, "before")
     path.write_text(json.dumps(report, indent=1) + "\n")
     path.with_suffix(".md").write_text(markdown(report, notes))
+
+
+def summary(paths: list[Path], notes: dict) -> str:
+    """A table of several reports (one per group) and their total, before and after the new vectors."""
+    lines = ["# Mutation score of the conformance suite", "",
+             "Per group: the sample, and killed / survived / argued equivalent after the vectors of "
+             "`conformance/gen_mutants.py`; scores before and after them (`scripts/mutation.py`, "
+             "`mutation-<group>.md` for every survivor's verdict).", "",
+             "| group | mutants | killed | survived | argued equivalent | score before | after | non-equivalent "
+             "before | after | strict after |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    every = []
+    for path in paths:
+        rep = json.loads(path.read_text())
+        rows = rep["mutants"]
+        every += rows
+        c, b = scores(rows, notes), scores(rows, notes, "before")
+        lines.append(f"| [{rep['group']}]({path.with_suffix('.md').name}) | {len(rows)} of {rep['total_mutants']} | "
+                     f"{c['killed']} | {c['survived']} | {c['equivalent']} | {b['score']}% | {c['score']}% | "
+                     f"{b['non_equivalent_score']}% | {c['non_equivalent_score']}% | {c['strict_score']}% |")
+    c, b = scores(every, notes), scores(every, notes, "before")
+    lines.append(f"| **all** | {len(every)} | {c['killed']} | {c['survived']} | {c['equivalent']} | {b['score']}% | "
+                 f"**{c['score']}%** | {b['non_equivalent_score']}% | **{c['non_equivalent_score']}%** | "
+                 f"{c['strict_score']}% |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
@@ -348,6 +408,7 @@ def main(argv=None) -> int:
     p.add_argument("--rejudge", action="store_true",
                    help="with --rerun: record changed outcomes as corrections of the judging, not as kills by new vectors")
     p.add_argument("--render", metavar="REPORT.json", help="write the report's .md again (with the annotations)")
+    p.add_argument("--summary", nargs="+", metavar="FILE", help="OUT.md REPORT.json ...: one table of several reports")
     p.add_argument("--check", metavar="REPORT.json", help="replay a sample of a committed report's mutants")
     p.add_argument("--annotations", type=Path, default=ANNOTATIONS, help="verdicts on survivors (JSON)")
     p.add_argument("--rev", metavar="COMMIT", help="stage the package from this commit (default: the working tree)")
@@ -359,6 +420,10 @@ def main(argv=None) -> int:
     report = json.loads(report_path.read_text()) if report_path else None
     if a.render:
         write_report(report_path, report, notes)
+        return 0
+    if a.summary:
+        out, *reports = a.summary
+        Path(out).write_text(summary([Path(x) for x in reports], notes))
         return 0
     with tempfile.TemporaryDirectory(prefix="lite-llm-mutation-") as tmp:
         root = stage_package(Path(tmp) / "stage", a.rev)
@@ -420,6 +485,8 @@ def rerun(report: dict, report_path: Path, notes: dict, root: Path, levels: str,
         old["why"] = r["why"]
         print(f"[{n}/{len(keys)}] {r['outcome']:<11} {key}{'' if now == key else f' (now {now})'} "
               f"({r['seconds']} s)", flush=True)
+    if not a.rejudge:
+        report["after_rev"] = a.rev or "the working tree"
     write_report(report_path, report, notes)
     return 0
 
