@@ -162,6 +162,8 @@ print(json.dumps(res))
 """
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="an interpreter check for CPU machines (CI): on a CUDA machine the "
+                    "compiled kernels are tested by test_cuda.py, and the H200's NumPy 2.5 breaks Triton 3.6's interpreter")
 def test_padding_to_a_bucket_changes_no_bit_under_the_interpreter():
     """GraphMoE / GraphRouter bodies on a padded bucket = the unpadded block and route(); the deferred
     flag; and the flat configuration's two-launch route = the torch path (Triton interpreted)."""
