@@ -40,7 +40,6 @@ written where matplotlib was missing.
 """
 from __future__ import annotations
 
-import contextlib
 import datetime
 import hashlib
 import json
@@ -54,7 +53,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lite_llm.benchmarks.timing import device_name, print_table
+from lite_llm.benchmarks.timing import device_name, one_cpu_thread, print_table
 from lite_llm.optimized.generated import GeneratedSource, Stopwatch, forward_generated
 from lite_llm.optimized.logits import exact_dot
 from lite_llm.optimized.router import fits_triton
@@ -176,23 +175,6 @@ def run_point(cfg, tiers, tokens, device, quick: bool, reps: int, src_cache, den
         "experts_run_per_token": statistics.mean(tr["counted"]["experts_run"] for tr in tokens_rows),
         "seconds_per_token": med, "reps": len(per_rep), "per_rep": per_rep, "tokens": tokens_rows,
     }
-
-
-@contextlib.contextmanager
-def one_cpu_thread(device):
-    """On the CPU, run torch on one thread (restored afterwards). Measured on the shared 2-core machine:
-    the generator's and the router's elementwise passes took ~10x more CPU time on two intra-op threads
-    (busy-waiting under load) than on one, and the timings became noise; one thread is also how
-    NumPy, the reference, runs. CUDA runs are unaffected."""
-    if torch.device(device).type != "cpu":
-        yield
-        return
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved)
 
 
 def run(device: str = "cpu", quick: bool = True, json_path: str | None = None, tokens: int | None = None,

@@ -111,8 +111,8 @@ def cpu_bandwidth(d: int) -> float:
 
 def run(device: str = "cpu", quick: bool = True, json_path: str | None = None, reps: int | None = None,
         out_dir: str | None = None, max_seconds: float | None = None, command: str | None = None) -> int:
-    """The sweep (CPU: torch on one thread, ``bench_corollary.one_cpu_thread``); returns 0."""
-    from lite_llm.benchmarks.bench_corollary import one_cpu_thread
+    """The sweep (CPU: torch on one thread, ``timing.one_cpu_thread``); returns 0."""
+    from lite_llm.benchmarks.timing import one_cpu_thread
 
     with one_cpu_thread(device):
         return _run(device, quick, json_path, reps, out_dir, max_seconds, command)

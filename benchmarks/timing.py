@@ -6,6 +6,7 @@ those numbers only show the code path runs, they measure nothing worth reporting
 """
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 from collections.abc import Callable
@@ -86,3 +87,20 @@ def fmt(v) -> str:
 
 def device_name(device) -> str:
     return torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else "cpu"
+
+
+@contextlib.contextmanager
+def one_cpu_thread(device):
+    """On the CPU, run torch on one thread (restored afterwards). Measured on the shared 2-core machine:
+    the generator's and the router's elementwise passes took ~10x more CPU time on two intra-op threads
+    (busy-waiting under load) than on one, and the timings became noise; one thread is also how
+    NumPy, the reference, runs. CUDA runs are unaffected."""
+    if torch.device(device).type != "cpu":
+        yield
+        return
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
