@@ -36,6 +36,21 @@ def cell(value) -> str:
     return " ".join(text.split()).replace("|", "\\|") or " "
 
 
+MAX_DATA_CELL = 240     # characters of a recorded value shown in a table cell; the JSON file has the rest
+
+
+def data_cell(value) -> str:
+    """A table cell for a *recorded* value (JSON data, not Markdown): numbers as they are, anything with
+    Markdown's or autorefs' syntax in a code span, long text cut (the recorded file holds it whole)."""
+    text = " ".join((fmt(value) if not isinstance(value, str) else value).split())
+    if len(text) > MAX_DATA_CELL:
+        text = text[:MAX_DATA_CELL] + " …"
+    if re.search(r"[\[\]`*_<>\\]", text):
+        fence = "``" if "`" in text else "`"
+        text = f"{fence} {text} {fence}" if fence == "``" else f"`{text}`"
+    return text.replace("|", "\\|") or " "
+
+
 def fmt(value) -> str:
     if isinstance(value, bool) or value is None:
         return json.dumps(value)
@@ -817,15 +832,15 @@ def render_value(obj, level: int, skip=()) -> list[str]:
     h = "#" * min(level, 6)
     lines: list[str] = []
     if isinstance(obj, dict):
-        scalars = [[f"`{k}`", cell(fmt(v))] for k, v in obj.items()
+        scalars = [[f"`{k}`", data_cell(v)] for k, v in obj.items()
                    if k not in skip and not isinstance(v, (dict, list))]
-        small = [[f"`{k}`", cell(fmt(v))] for k, v in obj.items() if k not in skip and isinstance(v, (dict, list))
+        small = [[f"`{k}`", data_cell(v)] for k, v in obj.items() if k not in skip and isinstance(v, (dict, list))
                  and all(not isinstance(x, (dict, list)) for x in (v.values() if isinstance(v, dict) else v))
                  and len(json.dumps(v)) <= 300]
         if scalars or small:
             lines += [table(["field", "value"], scalars + small), ""]
         for k, v in obj.items():
-            if k in skip or not isinstance(v, (dict, list)) or [f"`{k}`", cell(fmt(v))] in small:
+            if k in skip or not isinstance(v, (dict, list)) or [f"`{k}`", data_cell(v)] in small:
                 continue
             if isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
                 lines += [f"{h} {k}", ""]
@@ -860,8 +875,8 @@ def records_table(rows: list) -> list[str]:
     cols: list[str] = []
     for r in rows:
         cols += [k for k in r if k not in cols]
-    return [table([cell(c) for c in cols], [[cell(fmt(r.get(c, ""))) if r.get(c, "") != "" else " " for c in cols]
-                                            for r in rows]), ""]
+    return [table([data_cell(c) for c in cols], [[data_cell(r.get(c, "")) if r.get(c, "") != "" else " " for c in cols]
+                                                 for r in rows]), ""]
 
 
 def pages(root: Path) -> dict[str, str]:

@@ -205,6 +205,8 @@ def results(root: Path) -> Results:
             r.plots.append(p.name)
         elif p.suffix == ".md":
             r.pages[p.name] = read_text(p)
+        elif p.suffix == ".json" and p.with_suffix(".md").is_file():
+            r.other.append(p.name)                    # its report is the .md beside it (a page of its own)
         elif p.suffix == ".json" and isinstance(d := read_json(p), dict):
             r.runs[p.name] = d
         else:
