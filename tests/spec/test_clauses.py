@@ -9,6 +9,7 @@ from lite_llm.spec.clauses import all_clauses, duplicate_ids, parse_clauses, ref
 from lite_llm.spec.errors import ERROR_CODES
 
 ROOT = Path(__file__).resolve().parents[2]
+PLANTED_PREFIX = "PLNT-"     # the chapter tests/docs plants into a copy of the tree to show later chapters render
 SOURCE_DIRS = ("spec", "reference", "optimized", "conformance", "proofs", "benchmarks", "lite_llm", "tests", "docs")
 
 
@@ -36,7 +37,7 @@ def test_no_dangling_clause_references():
     dangling = {}
     for p in source_files():
         for cid in referenced_ids(p.read_text(encoding="utf-8")):
-            if cid not in known:
+            if cid not in known and not cid.startswith(PLANTED_PREFIX):
                 dangling.setdefault(cid, []).append(str(p.relative_to(ROOT)))
     assert not dangling, f"clause ids referenced but not defined: {dangling}"
 
