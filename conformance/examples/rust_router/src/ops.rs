@@ -73,7 +73,7 @@ pub fn run(op: &str, req: &Request) -> Result<Outputs, Failure> {
         "quantize" => {
             let x = req.input("x")?;
             let (n, d) = dims2(x);
-            let rows = quantize_rows(&x.f32s(), d, req.limbs("limbs", 3)?);
+            let rows = quantize_rows(&x.f32s(), n, d, req.limbs("limbs", 3)?);
             let q: Vec<i64> = rows.iter().flat_map(|r| r.q.iter().copied()).collect();
             let a: Vec<f32> = rows.iter().map(|r| r.absmax).collect();
             let s: Vec<f64> = rows.iter().map(|r| r.scale).collect();
@@ -86,8 +86,8 @@ pub fn run(op: &str, req: &Request) -> Result<Outputs, Failure> {
         "logits" => {
             let (x, w) = (req.input("x")?, req.input("w")?);
             let ((t, d), (n, _)) = (dims2(x), dims2(w));
-            let qx = quantize_rows(&x.f32s(), d, req.limbs("hidden_limbs", 3)?);
-            let qw = quantize_rows(&w.f32s(), d, req.limbs("weight_limbs", 2)?);
+            let qx = quantize_rows(&x.f32s(), t, d, req.limbs("hidden_limbs", 3)?);
+            let qw = quantize_rows(&w.f32s(), n, d, req.limbs("weight_limbs", 2)?);
             let mut acc = Vec::with_capacity(t * n);
             let mut z = Vec::with_capacity(t * n);
             for a in &qx {

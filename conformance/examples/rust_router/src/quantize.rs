@@ -47,11 +47,9 @@ pub fn quantize_row(x: &[f32], limbs: u32) -> QRow {
 }
 
 /// Quantize the `n` rows of a row-major (n, d) matrix, each with its own scale (HSER-2.6).
-pub fn quantize_rows(x: &[f32], d: usize, limbs: u32) -> Vec<QRow> {
-    if d == 0 {
-        return (0..x.len()).map(|_| quantize_row(&[], limbs)).collect();
-    }
-    x.chunks_exact(d).map(|row| quantize_row(row, limbs)).collect()
+pub fn quantize_rows(x: &[f32], n: usize, d: usize, limbs: u32) -> Vec<QRow> {
+    // n rows of d elements; with d = 0 every row is empty (a = 0, HSER-2.1) and x holds nothing
+    (0..n).map(|i| quantize_row(&x[i * d..(i + 1) * d], limbs)).collect()
 }
 
 /// HSER-3.1: the exact integer accumulator (|acc| < 2**53, HSER-3.2, so i64 never overflows).

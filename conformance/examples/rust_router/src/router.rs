@@ -113,8 +113,8 @@ fn quantize_weights(cfg: &Config, inputs: &HashMap<String, Tensor>) -> Result<We
         let l2 = take("group", vec![g, d])?;
         let l3 = take("expert", vec![g, e, d])?;
         w.tier.push(quantize_row(&l1, cfg.weight_limbs));
-        w.group.push(quantize_rows(&l2, d, cfg.weight_limbs));
-        w.expert.push(quantize_rows(&l3, d, cfg.weight_limbs));
+        w.group.push(quantize_rows(&l2, g, d, cfg.weight_limbs));
+        w.expert.push(quantize_rows(&l3, g * e, d, cfg.weight_limbs));
     }
     Ok(w)
 }
