@@ -642,7 +642,8 @@ class Site:
         return page("\n".join(lines), meta={"hide": ["navigation"]})
 
     def gpu_runs(self) -> list[tuple[str, dict]]:
-        runs = [(n, d) for n, d in self.results.runs.items() if isinstance(d.get("conformance"), dict)]
+        runs = [(n, {**d, "conformance": conformance_of(d)}) for n, d in self.results.runs.items()
+                if isinstance(conformance_of(d), dict)]
         return sorted(runs, key=lambda nd: (str((nd[1].get("env") or {}).get("date", "")), nd[0]))
 
     # ---------------------------------------------------------------------------------------- proofs
@@ -866,6 +867,15 @@ def render_value(obj, level: int, skip=()) -> list[str]:
     else:
         lines += [code_block(json.dumps(obj, indent=1, sort_keys=True)[:6000], "json"), ""]
     return lines
+
+
+def conformance_of(run: dict):
+    """The conformance report a recorded GPU run holds: ``conformance`` (scripts/gpu_check.sh) or
+    ``results.conform`` (scripts/gpu_round2.py); None when it holds none."""
+    conf = run.get("conformance")
+    if not isinstance(conf, dict):
+        conf = (run.get("results") or {}).get("conform") if isinstance(run.get("results"), dict) else None
+    return conf if isinstance(conf, dict) and "runs" in conf else None
 
 
 def records_table(rows: list) -> list[str]:

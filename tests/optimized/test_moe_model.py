@@ -42,7 +42,7 @@ def rel_err(got, want) -> float:
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("tiers", [ALL, (1,), (0, 2)])
 def test_moe_layer_matches_reference(device, tiers):
-    """MODEL-3: routing bit for bit, the output within MODEL-4.3 of the binary64 reference."""
+    """MODEL-3, MODEL-4.1: routing bit for bit, the output within MODEL-4.3 of the binary64 reference."""
     cfg, w = tiny()
     x = np.random.default_rng(1).standard_normal((40, cfg.d_model)).astype(np.float32)
     out, r = moe_layer(cfg, w, 1, torch.from_numpy(x).to(device), tiers, seed=7)
@@ -57,7 +57,7 @@ def test_moe_layer_matches_reference(device, tiers):
 @pytest.mark.parametrize("device", DEVICES)
 @given(K=st.integers(1, 9), seed=st.integers(0, 2 ** 32 - 1))
 def test_combine_is_the_spec_tree(device, K, seed):
-    """MODEL-3.3: the combine equals the reference's bit for bit for any slots, counts and outputs."""
+    """MODEL-3.3, MODEL-4.1: the combine equals the reference's bit for bit for any slots, counts and outputs."""
     rng = np.random.default_rng(seed)
     N, d = 5, 7
     gate = rng.random((N, K)).astype(np.float32)
@@ -128,7 +128,7 @@ def test_generate_matches_reference(device):
 
 
 def test_greedy_token_ties_and_nan():
-    """MODEL-5.2: the lowest id among equal maxima; -0.0 == +0.0; NaN rejected naming the id."""
+    """MODEL-5.2, MODEL-4.1: the lowest id among equal maxima; -0.0 == +0.0; NaN rejected naming the id."""
     assert greedy_token(torch.tensor([1.0, 3.0, 2.0, 3.0])) == 1
     assert greedy_token(torch.tensor([-1.0, -0.0, 0.0])) == 1
     with pytest.raises(LiteLLMError) as e:
