@@ -88,7 +88,10 @@ def conform(tmp_path: Path, mode: str, *extra: str, cases=CASES, wait=True):
             *(x for c in cases for x in ("--case", c)), *extra]
     env = {**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": str(ROOT)}
     if not wait:
-        return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), pids, tmp, \
+        # SIGINT back to its default in the child: a test run started in the background (`cmd &`) inherits SIGINT
+        # ignored, and Python then installs no KeyboardInterrupt handler; a user's Ctrl-C always has one.
+        return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)), pids, tmp, \
             report
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=120), pids, tmp, report
 
