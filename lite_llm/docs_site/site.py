@@ -14,7 +14,8 @@ import tempfile
 from pathlib import Path
 
 from lite_llm.docs_site import sources as src
-from lite_llm.docs_site.pages import MARKER, pages
+from lite_llm.docs_site.markdown import MARKER
+from lite_llm.docs_site.pages import pages
 
 DOCS = "docs"
 
