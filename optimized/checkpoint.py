@@ -56,11 +56,19 @@ def read_manifest(directory: Path) -> tuple[dict, ModelConfig]:
     if not mpath.is_file():
         raise CheckpointMissingError("the manifest does not exist", path=mpath)
     try:
-        raw = jsonio.loads(mpath.read_bytes().decode("utf-8"))          # bounded depth and numbers
-    except ValueError as e:
-        raise CheckpointSchemaError(f"not UTF-8 JSON: {e}", path=mpath) from None
+        data = mpath.read_bytes()
     except OSError as e:
         raise CheckpointError(f"cannot read: {e}", path=mpath) from None
+    return manifest_from_bytes(data, mpath)
+
+
+def manifest_from_bytes(data: bytes, mpath) -> tuple[dict, ModelConfig]:
+    """A manifest's bytes, from a file or a byte range of any storage, checked (CKPT-3.1, CKPT-3.2, CKPT-3.5);
+    errors name ``mpath``."""
+    try:
+        raw = jsonio.loads(data.decode("utf-8"))                         # bounded depth and numbers
+    except ValueError as e:
+        raise CheckpointSchemaError(f"not UTF-8 JSON: {e}", path=mpath) from None
     if not isinstance(raw, dict):
         raise CheckpointSchemaError(f"a JSON {type(raw).__name__}, not an object", path=mpath)
     version = raw.get("schema_version")
@@ -77,7 +85,7 @@ def read_manifest(directory: Path) -> tuple[dict, ModelConfig]:
         cfg = config_from_dict(raw["config"])
     except ConfigError as e:
         raise CheckpointSchemaError(f"invalid config: {e}", path=mpath) from None
-    check_manifest_agrees(raw, cfg, mpath)
+    check_manifest_agrees(raw, cfg, Path(str(mpath)))
     return raw, cfg
 
 
@@ -110,22 +118,30 @@ def check_manifest_agrees(raw: dict, cfg: ModelConfig, mpath: Path) -> None:
         raise mismatch(f"two entries name the same file: {sorted(f for f in set(files) if files.count(f) > 1)}")
 
 
-def check_header(path: Path, size: int) -> dict[str, tuple[tuple[int, ...], int, int, str]]:
-    """Parse and check a safetensors header (CKPT-2.1, CKPT-2.3): name -> (shape, begin, end, dtype).
+def header_length(head: bytes, size: int, path) -> int:
+    """The header length of a shard from its first 8 bytes, within the limit and the file (CKPT-2.3)."""
+    if len(head) < 8:
+        raise CheckpointTruncatedError("shorter than the 8-byte header length", path=path)
+    n = struct.unpack("<Q", head)[0]
+    if n > MAX_HEADER:
+        raise CheckpointHeaderError(f"header length {n} exceeds {MAX_HEADER} bytes", path=path)
+    if 8 + n > size:
+        raise CheckpointTruncatedError(f"the header ({n} bytes) runs past the end of the file", path=path)
+    return n
 
-    Any dtype safetensors defines is well formed here; that it is F32, as the manifest says, is
-    check 5 of CKPT-5.4 (E_CKPT_MISMATCH, in :func:`open_shard`).
-    """
+
+def check_header(path: Path, size: int) -> dict[str, tuple[tuple[int, ...], int, int, str]]:
+    """Parse and check a shard file's safetensors header (CKPT-2.1, CKPT-2.3); see :func:`header_from_bytes`."""
     with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            raise CheckpointTruncatedError("shorter than the 8-byte header length", path=path)
-        n = struct.unpack("<Q", head)[0]
-        if n > MAX_HEADER:
-            raise CheckpointHeaderError(f"header length {n} exceeds {MAX_HEADER} bytes", path=path)
-        if 8 + n > size:
-            raise CheckpointTruncatedError(f"the header ({n} bytes) runs past the end of the file", path=path)
-        text = f.read(n)
+        n = header_length(f.read(8), size, path)
+        return header_from_bytes(f.read(n), size, path)
+
+
+def header_from_bytes(text: bytes, size: int, path) -> dict[str, tuple[tuple[int, ...], int, int, str]]:
+    """The header ``text`` of a shard of ``size`` bytes, checked (CKPT-2.1, CKPT-2.3): name -> (shape, begin,
+    end, dtype), offsets within the data. Any dtype safetensors defines is well formed here; that it is F32,
+    as the manifest says, is check 5 of CKPT-5.4 (:func:`check_shard_tensors`)."""
+    n = len(text)
     try:
         header = jsonio.loads(text.decode("utf-8"))                     # bounded depth and numbers
     except ValueError as e:
@@ -163,6 +179,23 @@ def check_header(path: Path, size: int) -> dict[str, tuple[tuple[int, ...], int,
     return out
 
 
+def check_shard_tensors(header: dict, entry: dict, path) -> None:
+    """CKPT-5.4 check 5: the shard holds exactly the manifest's tensors, with its dtypes and shapes."""
+    listed = {t["name"]: tuple(t["shape"]) for t in entry["tensors"]}
+    dtypes = {t["name"]: t["dtype"] for t in entry["tensors"]}
+    for name in byte_order(set(listed) | set(header)):
+        if name not in header:
+            raise CheckpointMismatchError(f"tensor {name} is listed in the manifest but not in the shard", path=path)
+        if name not in listed:
+            raise CheckpointMismatchError(f"tensor {name} is in the shard but not in the manifest", path=path)
+        if header[name][3] != dtypes[name]:
+            raise CheckpointMismatchError(f"tensor {name} has dtype {header[name][3]}, the manifest says "
+                                          f"{dtypes[name]}", path=path)
+        if header[name][0] != listed[name]:
+            raise CheckpointMismatchError(f"tensor {name} has shape {list(header[name][0])}, the manifest says "
+                                          f"{list(listed[name])}", path=path)
+
+
 def open_shard(directory: Path, entry: dict, verify: bool) -> Path:
     """The checks of CKPT-5.4 on one shard, in order; returns its path."""
     path = directory / entry["file"]
@@ -181,20 +214,7 @@ def open_shard(directory: Path, entry: dict, verify: bool) -> Path:
         if h.hexdigest() != entry["sha256"]:
             raise CheckpointHashError(f"SHA-256 {h.hexdigest()} differs from the manifest's {entry['sha256']}",
                                       path=path)
-    header = check_header(path, size)
-    listed = {t["name"]: tuple(t["shape"]) for t in entry["tensors"]}
-    dtypes = {t["name"]: t["dtype"] for t in entry["tensors"]}
-    for name in byte_order(set(listed) | set(header)):
-        if name not in header:
-            raise CheckpointMismatchError(f"tensor {name} is listed in the manifest but not in the shard", path=path)
-        if name not in listed:
-            raise CheckpointMismatchError(f"tensor {name} is in the shard but not in the manifest", path=path)
-        if header[name][3] != dtypes[name]:
-            raise CheckpointMismatchError(f"tensor {name} has dtype {header[name][3]}, the manifest says "
-                                          f"{dtypes[name]}", path=path)
-        if header[name][0] != listed[name]:
-            raise CheckpointMismatchError(f"tensor {name} has shape {list(header[name][0])}, the manifest says "
-                                          f"{list(listed[name])}", path=path)
+    check_shard_tensors(check_header(path, size), entry, path)
     return path
 
 

@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
-import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -32,19 +30,19 @@ from pathlib import Path
 import numpy as np
 
 from lite_llm.spec import jsonio
-from lite_llm.spec.config import ModelConfig, config_from_dict
-from lite_llm.spec.errors import (CheckpointError, CheckpointHashError, CheckpointHeaderError, CheckpointMismatchError,
-                                  CheckpointMissingError, CheckpointSchemaError, CheckpointTruncatedError, ConfigError)
+from lite_llm.spec.config import ModelConfig
+from lite_llm.spec.errors import (CheckpointError, CheckpointHashError, CheckpointMismatchError, CheckpointMissingError,
+                                  CheckpointTruncatedError)
 from lite_llm.spec.tensors import dense_shapes
 from lite_llm.spec.tierset import all_tiers, parse_tier_set
 from lite_llm.spec.tierset import tier_set as resolve_tier_set
 
+from ..checkpoint import check_shard_tensors, header_from_bytes, header_length, manifest_from_bytes
 from .units import EXPERT_KINDS, UnitMap
 
 MANIFEST = "manifest.json"
 HASHES = "expert-hashes.json"               # PLACE-4.10: the block-hash sidecar
 HASHES_FORMAT = "lite-llm-expert-hashes"
-MAX_HEADER = 100_000_000                     # CKPT-2.3
 CHUNK = 8 << 20                              # bytes per request of a whole-file read
 
 
@@ -222,30 +220,8 @@ def read_whole(reader, size: int, what: str, retry: RetryPolicy, counters=None, 
 # Manifest and shard headers (CKPT-3, CKPT-2.3), from bytes
 
 def parse_manifest(text: bytes, where: str) -> tuple[dict, ModelConfig]:
-    """The manifest and its configuration, checked as a loader checks them (CKPT-3.1, 3.2, 3.5)."""
-    import jsonschema
-
-    from lite_llm.optimized.checkpoint import SCHEMA_VERSION, _manifest_schema, check_manifest_agrees
-
-    try:
-        raw = jsonio.loads(text.decode("utf-8"))                        # bounded depth and numbers
-    except ValueError as e:
-        raise CheckpointSchemaError(f"not UTF-8 JSON: {e}", path=where) from None
-    if not isinstance(raw, dict):
-        raise CheckpointSchemaError(f"a JSON {type(raw).__name__}, not an object", path=where)
-    version = raw.get("schema_version")
-    if isinstance(version, bool) or version != SCHEMA_VERSION:
-        raise CheckpointSchemaError(f"schema_version {version!r} is not one this reader implements", path=where)
-    err = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(_manifest_schema()).iter_errors(raw))
-    if err is not None:
-        raise CheckpointSchemaError(f"field {'/'.join(map(str, err.absolute_path)) or '(top level)'}: {err.message}",
-                                    path=where)
-    try:
-        cfg = config_from_dict(raw["config"])
-    except ConfigError as e:
-        raise CheckpointSchemaError(f"invalid config: {e}", path=where) from None
-    check_manifest_agrees(raw, cfg, Path(where))
-    return raw, cfg
+    """The manifest and its configuration, checked exactly as the loader checks them (CKPT-3.1, 3.2, 3.5)."""
+    return manifest_from_bytes(text, where)
 
 
 @dataclass(frozen=True)
@@ -255,47 +231,14 @@ class ShardHeader:
 
 
 def parse_header(reader, size: int, entry: dict, retry: RetryPolicy, counters=None) -> ShardHeader:
-    """Read and check a shard's header by range (CKPT-2.3) and its tensor list (CKPT-5.4 check 5)."""
+    """Read a shard's header by range and check it as the loader does (CKPT-2.3, CKPT-5.4 check 5)."""
     url = reader.url
     if size < 8:
         raise CheckpointTruncatedError("shorter than the 8-byte header length", path=url)
-    n = struct.unpack("<Q", fetch(reader, 0, 8, None, "header length", retry, counters))[0]
-    if n > MAX_HEADER:
-        raise CheckpointHeaderError(f"header length {n} exceeds {MAX_HEADER} bytes", path=url)
-    if 8 + n > size:
-        raise CheckpointTruncatedError(f"the header ({n} bytes) runs past the end of the file", path=url)
-    try:
-        header = jsonio.loads(fetch(reader, 8, n, None, "header", retry, counters).decode("utf-8"))
-    except ValueError as e:
-        raise CheckpointHeaderError(f"header is not UTF-8 JSON: {e}", path=url) from None
-    if not isinstance(header, dict):
-        raise CheckpointHeaderError("header is not a JSON object", path=url)
-    header.pop("__metadata__", None)
-    out = {}
-    for name, e in header.items():
-        ok = (isinstance(e, dict) and set(e) == {"dtype", "shape", "data_offsets"} and isinstance(e["shape"], list)
-              and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in e["shape"])
-              and isinstance(e["data_offsets"], list) and len(e["data_offsets"]) == 2
-              and all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in e["data_offsets"]))
-        if not ok or e["dtype"] != "F32":
-            raise CheckpointHeaderError(f"entry {name!r} is not an F32 {{dtype, shape, data_offsets}}", path=url)
-        b, end = e["data_offsets"]
-        if end - b != 4 * math.prod(e["shape"]):
-            raise CheckpointHeaderError(f"tensor {name!r}: {end - b} bytes for shape {e['shape']}", path=url)
-        out[name] = (tuple(e["shape"]), b, end)
-    pos = 0
-    for name, (_, b, end) in sorted(out.items(), key=lambda kv: (kv[1][1], kv[1][2])):
-        if b != pos:
-            raise CheckpointHeaderError(f"tensor {name!r} starts at {b}, expected {pos}", path=url)
-        pos = end
-    if 8 + n + pos != size:
-        raise (CheckpointTruncatedError if 8 + n + pos > size else CheckpointHeaderError)(
-            f"tensor data ends at {8 + n + pos}, the file holds {size} bytes", path=url)
-    listed = {t["name"]: tuple(t["shape"]) for t in entry["tensors"]}
-    if set(listed) != set(out) or any(out[k][0] != listed[k] for k in listed):
-        bad = sorted(set(listed) ^ set(out)) or sorted(k for k in listed if out[k][0] != listed[k])
-        raise CheckpointMismatchError(f"tensor {bad[0]} differs between the shard and the manifest", path=url)
-    return ShardHeader(8 + n, out)
+    n = header_length(fetch(reader, 0, 8, None, "header length", retry, counters), size, url)
+    tensors = header_from_bytes(fetch(reader, 8, n, None, "header", retry, counters), size, url)
+    check_shard_tensors(tensors, entry, url)
+    return ShardHeader(8 + n, {name: (shape, b, end) for name, (shape, b, end, _) in tensors.items()})
 
 
 def check_size(reader, entry: dict) -> int:

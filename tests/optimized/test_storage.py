@@ -262,3 +262,39 @@ def test_bench_storage_quick_json_and_plot(tmp_path, capsys):
     assert main(["bench", "storage", "--quick", "--no-decode", "--trace", str(tmp_path / "tr" / "model.npz")]) == 0
     assert "trace model" in capsys.readouterr().out
     assert main(["bench", "storage", "--quick", "--trace", str(tmp_path / "missing.npz")]) == 2
+
+
+def test_storage_refuses_every_damaged_checkpoint_with_the_loaders_code():
+    """CKPT-5.4, PLACE-4.10: serving from storage refuses each damaged checkpoint of the committed vectors
+    (checkpoint/load-errors/*) with the code the case expects, as the loader does; before they shared the
+    header checks, the storage path called a header dtype of I8, U32 or I32 E_CKPT_HEADER instead of E_CKPT_MISMATCH."""
+    import json
+
+    from lite_llm.conformance.case import default_vectors_root
+    from lite_llm.optimized.checkpoint import load_checkpoint
+
+    def code(f):
+        try:
+            f()
+        except Exception as e:  # noqa: BLE001 - the code is what is compared
+            return getattr(e, "code", type(e).__name__)
+        return None
+
+    def serve(ck, p):
+        src = CheckpointSource(ck, p.get("tierset"), verify=p.get("verify", True))
+        try:
+            src.dense()
+        finally:
+            src.close()
+
+    seen = 0
+    for d in sorted((default_vectors_root() / "checkpoint" / "load-errors").iterdir()):
+        case = json.loads((d / "case.json").read_text())
+        if case["operation"] != "load_checkpoint":
+            continue
+        ck, p, want = d / case["inputs"]["checkpoint"]["dir"], case["params"], case["expect"].get("error")
+        loader = code(lambda: load_checkpoint(ck, p.get("tierset"), verify=p.get("verify", True)))
+        storage = code(lambda: serve(ck, p))
+        assert loader == storage == want, f"{d.name}: case {want}, loader {loader}, storage {storage}"
+        seen += 1
+    assert seen >= 25
