@@ -25,14 +25,8 @@ def greedy_token(logits: torch.Tensor) -> int:
     return int(torch.nonzero(logits == logits.max())[0, 0])
 
 
-def generate(cfg: ModelConfig, weights: Mapping | Model, prompt_tokens, max_new_tokens: int, tiers, seed=None,
-             device="cpu", backend: str = "auto", cache: bool = True, graphs: bool | None = None) -> list[int]:
-    """The ``max_new_tokens`` tokens greedy decoding appends to ``prompt_tokens`` (MODEL-5.1, MODEL-5.3).
-
-    ``cache``: keep keys and values (``decode.Decoder``; the logits stay within MODEL-4.3 of the
-    uncached forward's, MODEL-5.4); ``graphs``: replay the MoE blocks from CUDA graphs (default on CUDA)."""
-    seed = parse_seed(cfg.router.seed if seed is None else seed)
-    tier_ids = resolve_tier_set(cfg, tiers)
+def check_request(cfg: ModelConfig, prompt_tokens, max_new_tokens) -> torch.Tensor:
+    """MODEL-5.3: one non-empty sequence, a non-negative count, and room for it in max_seq_len; the prompt (1, T)."""
     prompt, single = check_tokens(cfg, prompt_tokens)
     if not single:
         raise TokenError(f"the prompt must be one sequence (T,), got shape {tuple(prompt.shape)}", clause="MODEL-5.3")
@@ -44,6 +38,19 @@ def generate(cfg: ModelConfig, weights: Mapping | Model, prompt_tokens, max_new_
     if total > cfg.max_seq_len:
         raise TokenError(f"prompt of {prompt.shape[1]} tokens + {max_new_tokens} new tokens = {total} exceeds "
                          f"max_seq_len={cfg.max_seq_len}", clause="MODEL-5.3")
+    return prompt
+
+
+def generate(cfg: ModelConfig, weights: Mapping | Model, prompt_tokens, max_new_tokens: int, tiers, seed=None,
+             device="cpu", backend: str = "auto", cache: bool = True, graphs: bool | None = None) -> list[int]:
+    """The ``max_new_tokens`` tokens greedy decoding appends to ``prompt_tokens`` (MODEL-5.1, MODEL-5.3).
+
+    ``cache``: keep keys and values (``decode.Decoder``; the logits stay within MODEL-4.3 of the
+    uncached forward's, MODEL-5.4); ``graphs``: replay the MoE blocks from CUDA graphs (default on CUDA)."""
+    seed = parse_seed(cfg.router.seed if seed is None else seed)
+    tier_ids = resolve_tier_set(cfg, tiers)
+    prompt = check_request(cfg, prompt_tokens, max_new_tokens)
+    total = prompt.shape[1] + max_new_tokens
     m = weights if isinstance(weights, Model) else load_model(cfg, weights, tier_ids, device)
     if cache:
         from .decode import Decoder

@@ -72,6 +72,23 @@ def combine(gate: torch.Tensor, count: torch.Tensor, y: torch.Tensor) -> torch.T
     return tree_sum(c.transpose(1, 2))                                                    # (N, d)
 
 
+def slots_by_expert(r: RouteResult, experts_per_group: dict[int, int]):
+    """(tier, expert index in the tier, token rows, slot columns) of every active expert of a record, tier
+    by tier in ``experts_per_group`` order (tier id -> E_t), experts ascending; padding slots never appear."""
+    for t, E in experts_per_group.items():
+        sel = torch.nonzero(r.tier == t, as_tuple=True)                                   # slots routed to tier t
+        if sel[0].numel() == 0:
+            continue
+        idx = r.group[sel].long() * E + r.expert[sel].long()                               # expert index in the tier
+        order = torch.argsort(idx, stable=True)
+        ids, counts = torch.unique_consecutive(idx[order], return_counts=True)
+        start = 0
+        for i, n in zip(ids.tolist(), counts.tolist()):
+            o = order[start:start + n]
+            start += n
+            yield t, i, sel[0][o], sel[1][o]
+
+
 def expert_outputs_torch(moe: MoELayer, x: torch.Tensor, r: RouteResult) -> torch.Tensor:
     """y (N, K, d): each active slot's expert on its token (padding slots zero, never read).
 
@@ -79,19 +96,9 @@ def expert_outputs_torch(moe: MoELayer, x: torch.Tensor, r: RouteResult) -> torc
     """
     N, K = r.gate.shape
     y = x.new_zeros((N, K, x.shape[1]))
-    for t, bank in moe.experts.items():
-        sel = torch.nonzero(r.tier == t, as_tuple=True)                                   # slots routed to tier t
-        if sel[0].numel() == 0:
-            continue
-        idx = (r.group[sel].long() * bank.experts_per_group + r.expert[sel].long())       # expert index in the tier
-        order = torch.argsort(idx, stable=True)
-        ids, counts = torch.unique_consecutive(idx[order], return_counts=True)
-        start = 0
-        for i, n in zip(ids.tolist(), counts.tolist()):
-            o = order[start:start + n]
-            start += n
-            tok, slot = sel[0][o], sel[1][o]
-            y[tok, slot] = swiglu_rows(x[tok], bank.w_gate[i], bank.w_up[i], bank.w_down[i])
+    for t, i, tok, slot in slots_by_expert(r, {t: bank.experts_per_group for t, bank in moe.experts.items()}):
+        bank = moe.experts[t]
+        y[tok, slot] = swiglu_rows(x[tok], bank.w_gate[i], bank.w_up[i], bank.w_down[i])
     return y
 
 

@@ -20,13 +20,12 @@ from dataclasses import dataclass, field
 import torch
 
 from lite_llm.spec.config import ModelConfig, parse_seed
-from lite_llm.spec.errors import TokenError
 from lite_llm.spec.tensors import dense_shapes
 
 from ..experts import swiglu_rows, weight_tensor
-from ..generate import greedy_token
+from ..generate import check_request, greedy_token
 from ..model import Model, attention, check_tokens, ieee_float32, rms_norm
-from ..moe import MoELayer, combine
+from ..moe import MoELayer, combine, slots_by_expert
 from ..router import RouteResult, load_router, route
 from .sources import CheckpointSource, MemorySource, RetryPolicy
 from .store import ExpertStore
@@ -95,22 +94,10 @@ def moe_streamed(sm: StreamingModel, layer: int, x: torch.Tensor, seed: int, bac
     t1 = time.perf_counter()
     N, K = r.gate.shape
     y = x.new_zeros((N, K, x.shape[1]))
-    for t in moe.tier_ids:
-        tc = sm.cfg.tiers[t]
-        sel = torch.nonzero(r.tier == t, as_tuple=True)
-        if sel[0].numel() == 0:
-            continue
-        idx = r.group[sel].long() * tc.experts_per_group + r.expert[sel].long()
-        order = torch.argsort(idx, stable=True)
-        ids, counts = torch.unique_consecutive(idx[order], return_counts=True)
-        start = 0
-        for i, n in zip(ids.tolist(), counts.tolist()):
-            o = order[start:start + n]
-            start += n
-            tok, slot = sel[0][o], sel[1][o]
-            g, e = divmod(i, tc.experts_per_group)
-            w = handle.get(sm.store.units.unit(layer, t, g, e))          # waits; never skipped (PLACE-1.4)
-            y[tok, slot] = swiglu_rows(x[tok], w.w_gate, w.w_up, w.w_down)
+    for t, i, tok, slot in slots_by_expert(r, {t: sm.cfg.tiers[t].experts_per_group for t in moe.tier_ids}):
+        g, e = divmod(i, sm.cfg.tiers[t].experts_per_group)
+        w = handle.get(sm.store.units.unit(layer, t, g, e))              # waits; never skipped (PLACE-1.4)
+        y[tok, slot] = swiglu_rows(x[tok], w.w_gate, w.w_up, w.w_down)
     out = combine(r.gate, r.count, y)
     sm.timing["route_s"] += t1 - t0
     sm.timing["experts_s"] += time.perf_counter() - t1
@@ -166,16 +153,7 @@ def generate_streaming(sm: StreamingModel, prompt, max_new_tokens: int, seed=Non
     """Greedy generation (MODEL-5) with streamed experts: the tokens ``optimized.generate`` appends."""
     cfg = sm.cfg
     seed = parse_seed(cfg.router.seed if seed is None else seed)
-    p, single = check_tokens(cfg, prompt)
-    if not single:
-        raise TokenError(f"the prompt must be one sequence (T,), got shape {tuple(p.shape)}", clause="MODEL-5.3")
-    if p.shape[1] == 0:
-        raise TokenError("the prompt is empty; greedy generation needs at least one token", clause="MODEL-5.3")
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-        raise TokenError(f"max_new_tokens={max_new_tokens!r} must be a non-negative integer", clause="MODEL-5.3")
-    if p.shape[1] + max_new_tokens > cfg.max_seq_len:
-        raise TokenError(f"prompt of {p.shape[1]} tokens + {max_new_tokens} new tokens exceeds "
-                         f"max_seq_len={cfg.max_seq_len}", clause="MODEL-5.3")
+    p = check_request(cfg, prompt, max_new_tokens)                     # MODEL-5.3, as optimized.generate
     seq = p[0].tolist()
     new, logits, routes, secs = [], [], [], []
     for _ in range(max_new_tokens):
