@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lite_llm.benchmarks.timing import device_name, one_cpu_thread, print_table
+from lite_llm.benchmarks.timing import device_name, one_cpu_thread, print_table, pyplot
 from lite_llm.optimized.generated import GeneratedSource, Stopwatch, forward_generated
 from lite_llm.optimized.logits import exact_dot
 from lite_llm.optimized.router import fits_triton
@@ -320,13 +320,8 @@ def write_results(r: dict, json_path, out_dir, plot: bool, quiet: bool = False) 
 
 def plot_result(r: dict, png: Path) -> Path | None:
     """Two panels: parameters per token (counted, formula, paper) and time per token by part, vs P_total."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: JSON only (draw the plot elsewhere with --plot-from FILE.json)")
+    plt = pyplot()
+    if plt is None:
         return None
     pts = r["points"]
     P = [p["p_total"] for p in pts]

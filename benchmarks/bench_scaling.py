@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lite_llm.benchmarks.timing import copy_bandwidth_tbps, device_name, print_table, time_us
+from lite_llm.benchmarks.timing import copy_bandwidth_tbps, device_name, one_cpu_thread, print_table, pyplot, time_us
 from lite_llm.optimized.router import QuantizedRouter, QuantizedRows, fits_triton, route
 from lite_llm.optimized.router_types import MAX_CANDIDATES
 from lite_llm.spec.config import ModelConfig, RouterConfig, TierConfig
@@ -112,8 +112,6 @@ def cpu_bandwidth(d: int) -> float:
 def run(device: str = "cpu", quick: bool = True, json_path: str | None = None, reps: int | None = None,
         out_dir: str | None = None, max_seconds: float | None = None, command: str | None = None) -> int:
     """The sweep (CPU: torch on one thread, ``timing.one_cpu_thread``); returns 0."""
-    from lite_llm.benchmarks.timing import one_cpu_thread
-
     with one_cpu_thread(device):
         return _run(device, quick, json_path, reps, out_dir, max_seconds, command)
 
@@ -299,13 +297,8 @@ def write(r: dict, json_path, out_dir, quiet: bool = False) -> None:
 
 
 def plot_result(r: dict, png: Path) -> Path | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: JSON only (draw the plot elsewhere with --plot-from FILE.json)")
+    plt = pyplot()
+    if plt is None:
         return None
     batches = r["batches"]
     fig, axes = plt.subplots(1, len(batches), figsize=(6 * len(batches), 4.4))

@@ -104,3 +104,16 @@ def one_cpu_thread(device):
         yield
     finally:
         torch.set_num_threads(saved)
+
+
+def pyplot():
+    """matplotlib's pyplot on the Agg backend, or None (with a note) when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: JSON only (draw the plot elsewhere with --plot-from FILE.json)")
+        return None
+    return plt
