@@ -14,10 +14,9 @@ import json
 import sys
 
 from lite_llm.spec.configs import resolve_config
-from lite_llm.spec.config import parse_seed
 from lite_llm.spec.errors import ConfigError, TokenError
 from lite_llm.commands.inputs import (UsageError, add_allow_large, check_memory, model_bytes, non_negative_int,
-                                      output_path)
+                                      output_path, seed_arg)
 from lite_llm.commands.tierset_arg import HELP as TIERSET_HELP, resolve_tier_set
 
 
@@ -33,11 +32,11 @@ def add_parser(sub) -> None:
     p.add_argument("--prompt", required=True, help="token ids, comma-separated, e.g. 1,2,3")
     p.add_argument("--max-new", type=non_negative_int, default=8, help="number of tokens to generate (default 8)")
     p.add_argument("--tierset", default="all", help=TIERSET_HELP)
-    p.add_argument("--seed", default=None, help="routing seed s (default: the config's)")
+    p.add_argument("--seed", type=seed_arg, default=None, help="routing seed s (default: the config's)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", metavar="DIR_OR_URL",
                      help="load config and weights from this checkpoint (CKPT chapter): a directory or a URL")
-    src.add_argument("--weights-seed", default=None, help="initialise the weights from this seed (default 0)")
+    src.add_argument("--weights-seed", type=seed_arg, default=None, help="initialise the weights from this seed (default 0)")
     p.add_argument("--config", default=None, help="config JSON file or bundled name (default tiny; not with --checkpoint)")
     p.add_argument("--impl", choices=["reference", "optimized"], default=None,
                    help="reference (NumPy, all in memory; the default) or optimized (torch, experts streamed from "
@@ -111,10 +110,10 @@ def run(args) -> int:
 
         cfg = resolve_config(args.config or "tiny")
         check_memory(model_bytes(cfg), "initialising the model", args.allow_large)
-        weights = init_model_weights(cfg, parse_seed(args.weights_seed or "0", decimal=True))
+        weights = init_model_weights(cfg, args.weights_seed or 0)
     tiers = resolve_tier_set(cfg, args.tierset)
     prompt = parse_prompt(args.prompt)
-    seed = None if args.seed is None else parse_seed(args.seed, decimal=True)
+    seed = args.seed
     new = generate(cfg, weights, prompt, args.max_new, tiers, seed=seed)
     if args.json:
         print(json.dumps({"prompt": prompt, "generated": new, "tierset": [cfg.tiers[t].name for t in tiers]}))
@@ -172,7 +171,7 @@ def run_optimized(args) -> int:
         cfg0 = resolve_config(args.config or "tiny")
         check_memory(model_bytes(cfg0), "initialising the model", args.allow_large)
         tiers = resolve_tier_set(cfg0, args.tierset)
-        source = MemorySource(cfg0, init_model_weights(cfg0, parse_seed(args.weights_seed or "0", decimal=True)), tiers)
+        source = MemorySource(cfg0, init_model_weights(cfg0, args.weights_seed or 0), tiers)
     cfg = source.cfg
     units = UnitMap(cfg)
     expert_bytes = sum(units.size(u) for t in tiers for l in range(cfg.n_layers) for u in units.layer_units(l, [t]))
@@ -190,7 +189,7 @@ def run_optimized(args) -> int:
     sm = streaming_model(source, device, gpu, host, args.half_life, prefetch=not args.no_prefetch)
     try:
         prompt = parse_prompt(args.prompt)
-        seed = None if args.seed is None else parse_seed(args.seed, decimal=True)
+        seed = args.seed
         out = generate_streaming(sm, prompt, args.max_new, seed=seed, keep=False)
         metrics = sm.store.sync_metrics()
         if trace_path is not None:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lite_llm.spec.config import ModelConfig
-from lite_llm.spec.errors import LiteLLMError
+from lite_llm.spec.config import ModelConfig, parse_seed
+from lite_llm.spec.errors import LiteLLMError, SeedError
 from lite_llm.spec.tensors import dense_shapes, tier_shapes
 
 NPY_MAGIC = b"\x93NUMPY"
@@ -50,13 +50,13 @@ def positive_int(text: str) -> int:
     return v
 
 
-def seed_arg(text: str):
-    """argparse type of a seed: decimal digits on the command line become an integer; ``0x...`` (and
-    anything else) stays a string for ``parse_seed``, which checks it against HSER-4.1 (E_SEED)."""
-    t = text.strip()
-    if t.lstrip("-").isdigit() and t.isascii():
-        return int(t)
-    return t
+def seed_arg(text: str) -> int:
+    """argparse type of a seed: the command-line forms of HSER-4.1 (``0x`` hex, or decimal digits), read by
+    the spec's ``parse_seed``; a bad seed is a usage error that names E_SEED."""
+    try:
+        return parse_seed(text, decimal=True)
+    except SeedError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def load_npy(path: str | Path, what: str = "input") -> np.ndarray:

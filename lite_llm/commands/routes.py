@@ -14,6 +14,7 @@ from pathlib import Path
 from lite_llm import exit_codes
 from lite_llm.spec.config import parse_seed
 from lite_llm.spec.errors import LiteLLMError
+from lite_llm.commands.inputs import seed_arg
 from lite_llm.commands.tierset_arg import HELP as TIERSET_HELP, resolve_tier_set
 
 SOURCES = ("serve", "reference", "train", "generate", "hidden")
@@ -35,7 +36,7 @@ def add_parser(sub) -> None:
                         "hidden: route --hidden FILE.npy through --layer's router")
     q.add_argument("--device", default="cpu")
     q.add_argument("--tierset", default="all", help=TIERSET_HELP)
-    q.add_argument("--seed", default=None, help="routing seed (default: the config's)")
+    q.add_argument("--seed", type=seed_arg, default=None, help="routing seed (default: the config's)")
     q.add_argument("--tokens", default="val", help="val | train (stdlib byte windows) | FILE.npy of (B, T) ids")
     q.add_argument("--n-seqs", type=int, default=16, help="sequences of --tokens val/train (default 16)")
     q.add_argument("--seq", type=int, default=64, help="tokens per sequence (default 64)")
@@ -134,7 +135,7 @@ def run_record(args) -> int:
     _, full = read_manifest(Path(args.checkpoint))
     tier_set = resolve_tier_set(full, args.tierset)
     cfg, weights = load_checkpoint(args.checkpoint, tier_set)
-    seed = cfg.router.seed if args.seed is None else parse_seed(args.seed, decimal=True)
+    seed = cfg.router.seed if args.seed is None else args.seed
     impl = {"reference": "lite_llm.reference"}.get(args.source, "lite_llm.optimized")
     kind = {"reference": "serve"}.get(args.source, args.source)
     dev = args.device if args.source in ("train", "serve") else "cpu"

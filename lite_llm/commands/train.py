@@ -11,9 +11,9 @@ import json
 import sys
 from pathlib import Path
 
-from lite_llm.spec.config import parse_seed
 from lite_llm.spec.configs import resolve_config
 from lite_llm.spec.errors import ConfigError, LiteLLMError
+from lite_llm.commands.inputs import seed_arg
 from lite_llm.commands.tierset_arg import resolve_tier_set
 
 
@@ -27,7 +27,7 @@ def add_parser(sub) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--config", default=None, help="config JSON file or bundled name (default tiny)")
     src.add_argument("--init", metavar="CKPT", default=None, help="start from this checkpoint (config included)")
-    p.add_argument("--weights-seed", default="0", help="INIT seed of a from-scratch run (default 0)")
+    p.add_argument("--weights-seed", type=seed_arg, default=0, help="INIT seed of a from-scratch run (default 0)")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (logs, checkpoints, plots)")
     p.add_argument("--steps", type=int, default=200, help="optimizer steps (default 200)")
     p.add_argument("--batch", type=int, default=8, help="sequences per step (default 8)")
@@ -39,7 +39,7 @@ def add_parser(sub) -> None:
     p.add_argument("--train-tiers", default=None, metavar="NAMES",
                    help="train only these tiers (comma-separated names), e.g. the tier `checkpoint expand` added")
     p.add_argument("--aux-alpha", type=float, default=0.01, help="weight of the auxiliary loss (AUX-1.4; 0: off)")
-    p.add_argument("--seed", default="0", help="data-order seed (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="data-order seed (default 0)")
     p.add_argument("--eval-every", type=int, default=50, help="steps between validations (default 50)")
     p.add_argument("--eval-seqs", type=int, default=64, help="validation sequences (default 64)")
     p.add_argument("--save-every", type=int, default=0, help="steps between periodic checkpoints (default: final only)")
@@ -77,7 +77,7 @@ def run(args) -> int:
         from lite_llm.reference.weights import init_model_weights
 
         cfg = resolve_config(args.config or "tiny")
-        init = init_model_weights(cfg, parse_seed(args.weights_seed, decimal=True))
+        init = init_model_weights(cfg, args.weights_seed)
     check_args(args, cfg)
     tier_set = resolve_tier_set(cfg, args.tierset)
     train_tiers = None
@@ -94,7 +94,7 @@ def run(args) -> int:
         if old:
             eval_sets = (old,)                                                    # TRAIN-5.3 (c)
     s = TrainSettings(steps=args.steps, batch=args.batch, seq=args.seq, lr=args.lr, warmup=args.warmup,
-                      aux_alpha=args.aux_alpha, seed=parse_seed(args.seed, decimal=True), eval_every=args.eval_every,
+                      aux_alpha=args.aux_alpha, seed=args.seed, eval_every=args.eval_every,
                       eval_seqs=args.eval_seqs, save_every=args.save_every, device=args.device, tier_set=tier_set,
                       train_tiers=train_tiers, eval_tier_sets=eval_sets)
     corpus = load_corpus(args.corpus_bytes)
