@@ -18,6 +18,7 @@ Exit status (the constants of :mod:`lite_llm.exit_codes`):
 """
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -70,10 +71,25 @@ def _require() -> int | None:
     return None
 
 
+def check_site_dir(d: Path) -> None:
+    """--site-dir: a directory, or a new one whose parent exists and is writable."""
+    from lite_llm.commands.inputs import UsageError
+
+    if d.exists() and not d.is_dir():
+        raise UsageError(f"--site-dir {d} is a file, not a directory")
+    parent = d if d.exists() else d.parent
+    if not parent.is_dir():
+        raise UsageError(f"--site-dir {d}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"--site-dir {d}: directory {parent} is not writable")
+
+
 def run_build(args) -> int:
     from lite_llm.docs_site import site
 
     root = repo_root()
+    if args.site_dir:                                                  # checked before any page is written
+        check_site_dir(Path(args.site_dir))
     if args.check:
         problems = site.check_pages(root)
         for line in problems:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lite_llm.spec.configs import resolve_config
 from lite_llm.spec.errors import ConfigError, LiteLLMError
-from lite_llm.commands.inputs import seed_arg
+from lite_llm.commands.inputs import non_negative_int, positive_int, seed_arg
 from lite_llm.commands.tierset_arg import resolve_tier_set
 
 
@@ -29,9 +29,9 @@ def add_parser(sub) -> None:
     src.add_argument("--init", metavar="CKPT", default=None, help="start from this checkpoint (config included)")
     p.add_argument("--weights-seed", type=seed_arg, default=0, help="INIT seed of a from-scratch run (default 0)")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (logs, checkpoints, plots)")
-    p.add_argument("--steps", type=int, default=200, help="optimizer steps (default 200)")
-    p.add_argument("--batch", type=int, default=8, help="sequences per step (default 8)")
-    p.add_argument("--seq", type=int, default=64, help="tokens per sequence, at most max_seq_len (default 64)")
+    p.add_argument("--steps", type=positive_int, default=200, help="optimizer steps (default 200)")
+    p.add_argument("--batch", type=positive_int, default=8, help="sequences per step (default 8)")
+    p.add_argument("--seq", type=positive_int, default=64, help="tokens per sequence, at most max_seq_len (default 64)")
     p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3)")
     p.add_argument("--warmup", type=int, default=20, help="warm-up steps (default 20)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default cpu)")
@@ -40,9 +40,9 @@ def add_parser(sub) -> None:
                    help="train only these tiers (comma-separated names), e.g. the tier `checkpoint expand` added")
     p.add_argument("--aux-alpha", type=float, default=0.01, help="weight of the auxiliary loss (AUX-1.4; 0: off)")
     p.add_argument("--seed", type=seed_arg, default=0, help="data-order seed (default 0)")
-    p.add_argument("--eval-every", type=int, default=50, help="steps between validations (default 50)")
+    p.add_argument("--eval-every", type=positive_int, default=50, help="steps between validations (default 50)")
     p.add_argument("--eval-seqs", type=int, default=64, help="validation sequences (default 64)")
-    p.add_argument("--save-every", type=int, default=0, help="steps between periodic checkpoints (default: final only)")
+    p.add_argument("--save-every", type=non_negative_int, default=0, help="steps between periodic checkpoints (default: final only)")
     p.add_argument("--corpus-bytes", type=int, default=32 << 20, help="bytes of source text to read (default 32 MiB)")
     p.add_argument("--no-plots", action="store_true", help="do not write loss.png and load.png")
     p.add_argument("--json", action="store_true", help="print one JSON summary instead of text")

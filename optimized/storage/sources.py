@@ -308,6 +308,8 @@ def write_expert_hashes(location, storage_options: dict | None = None, retry: Re
     The sidecar binds every shard by its manifest SHA-256, so a stale sidecar is ignored."""
     loc = Location(location, storage_options)
     m = loc.reader(MANIFEST)
+    if not m.exists():
+        raise CheckpointMissingError("the manifest does not exist", path=m.url)
     raw, cfg = parse_manifest(read_whole(m, m.size(), "manifest", retry), m.url)
     shards = {}
     for entry in raw["tiers"]:
