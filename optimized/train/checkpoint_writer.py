@@ -4,7 +4,9 @@
 header entries in ascending byte order of name, ``{"dtype":"F32","shape":[...],"data_offsets":[b,e]}``,
 JSON without whitespace, no ``__metadata__``, padded with spaces to a multiple of 8, the data back to
 back. ``manifest_bytes`` is CKPT-3.6's serialisation. Every file is written atomically (CKPT-4.1),
-shards first and the manifest last (CKPT-4.2), into a directory that holds no checkpoint (CKPT-4.4).
+shards first and the manifest last (CKPT-4.2), into a directory that holds no checkpoint (CKPT-4.4),
+under the writers' lock with the existence check made while it is held and the commit read back
+(CKPT-4.6 .. CKPT-4.8), so of two saves into one directory exactly one succeeds.
 The tests compare these bytes with the reference writer's, file for file.
 
 ``save_checkpoint(dir, cfg, tensors, frozen=...)``: ``frozen`` maps a shard stem (``dense`` or
@@ -19,16 +21,19 @@ import json
 import math
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from lite_llm.spec.config import SPEC_VERSION, ModelConfig, config_to_dict
-from lite_llm.spec.errors import CheckpointError, CheckpointExistsError, CheckpointMismatchError
+from lite_llm.spec.errors import CheckpointConflictError, CheckpointError, CheckpointExistsError, CheckpointMismatchError
 from lite_llm.spec.tensors import dense_shapes, tier_shapes
 
 MANIFEST = "manifest.json"
+LOCK = ".lite-llm.lock"              # CKPT-4.6: the writers' lock file, removed by its holder on release
 FORMAT = "lite-llm-checkpoint"
 SCHEMA_VERSION = 1
 
@@ -129,10 +134,16 @@ def save_checkpoint(path, cfg: ModelConfig, tensors: dict, *, frozen: dict[str, 
     """
     directory = Path(path)
     check_tensors(cfg, tensors)
-    if (directory / MANIFEST).exists():
+    if (directory / MANIFEST).exists():                            # CKPT-4.8: refuse before creating anything
         raise CheckpointExistsError("already holds a checkpoint; save elsewhere", path=directory)
     directory.mkdir(parents=True, exist_ok=True)
-    frozen = frozen or {}
+    with writer_lock(directory):                                   # CKPT-4.6
+        if (directory / MANIFEST).exists():                        # CKPT-4.8: again, under the lock
+            raise CheckpointExistsError("already holds a checkpoint; save elsewhere", path=directory)
+        return _save_locked(directory, cfg, tensors, frozen or {})
+
+
+def _save_locked(directory: Path, cfg: ModelConfig, tensors: dict, frozen: dict[str, str]) -> dict:
     parts = [("dense", dense_shapes(cfg))] + [(f"tier-{t.name}", tier_shapes(cfg, i)) for i, t in enumerate(cfg.tiers)]
     entries = []
     for stem, shapes in parts:
@@ -149,8 +160,42 @@ def save_checkpoint(path, cfg: ModelConfig, tensors: dict, *, frozen: dict[str, 
              for i, (t, e) in enumerate(zip(cfg.tiers, entries[1:]))]                 # CKPT-3.4
     raw = {"format": FORMAT, "schema_version": SCHEMA_VERSION, "spec_version": SPEC_VERSION,
            "config": config_to_dict(cfg), "dense": entries[0], "tiers": tiers}
-    write_atomic(directory / MANIFEST, manifest_bytes(raw))                           # CKPT-4.2: the commit
+    if (directory / MANIFEST).exists():                                               # CKPT-4.7, before the commit
+        raise CheckpointConflictError("another writer committed a checkpoint here meanwhile", path=directory)
+    data = manifest_bytes(raw)
+    write_atomic(directory / MANIFEST, data)                                          # CKPT-4.2: the commit
+    if (directory / MANIFEST).read_bytes() != data:                                   # CKPT-4.7, read back
+        raise CheckpointConflictError("the manifest on disk is not the one this save wrote", path=directory)
     return raw
+
+
+@contextmanager
+def writer_lock(directory: Path) -> Iterator[None]:
+    """Hold the exclusive writer lock of CKPT-4.6 on ``directory/.lite-llm.lock`` (an flock through
+    ``filelock``, no fallback to a lock by existence, so a killed holder never blocks the next writer),
+    waiting while another writer holds it; the holder removes its own lock file before releasing."""
+    from filelock import FileLock
+
+    path = directory / LOCK
+    lock = FileLock(str(path), timeout=-1, fallback_to_soft=False)
+    try:
+        lock.acquire()
+    except OSError as e:
+        raise CheckpointError(f"cannot take the writer lock: {e.strerror or e}", path=path) from None
+    try:
+        try:
+            held = os.stat(path)
+        except OSError:
+            held = None
+        yield
+    finally:
+        try:
+            if held is not None and os.path.samestat(os.stat(path), held):
+                path.unlink()
+        except OSError:
+            pass
+        finally:
+            lock.release()
 
 
 def shard_hashes(manifest: dict) -> dict[str, str]:
