@@ -57,6 +57,7 @@ class RetryPolicy:
     attempts: int = 4            # tries per block, the first included
     backoff: float = 0.05        # seconds before the first retry
     max_backoff: float = 2.0     # cap on one sleep
+    read_timeout: float = 30.0   # seconds an object-storage peer may stay silent (connect or read) before a try fails
 
 
 # ---------------------------------------------------------------------------------------------
@@ -127,16 +128,32 @@ class FsspecReader:
         pass
 
 
+def with_read_timeout(url: str, options: dict, seconds: float) -> dict:
+    """fsspec options that bound how long a silent peer can hold one read (a hung server fails the try, which
+    is then retried, instead of stalling the run): aiohttp's socket timeouts for http(s), botocore's for s3.
+    Options the caller gave for the same client win."""
+    protocol = url.split("://", 1)[0]
+    if protocol in ("http", "https") and "client_kwargs" not in options:
+        import aiohttp
+
+        options["client_kwargs"] = {"timeout": aiohttp.ClientTimeout(total=None, sock_connect=seconds,
+                                                                     sock_read=seconds)}
+    elif protocol in ("s3", "s3a") and "config_kwargs" not in options:
+        options["config_kwargs"] = {"connect_timeout": seconds, "read_timeout": seconds}
+    return options
+
+
 class Location:
     """A checkpoint directory or URL: makes a reader for each file in it."""
 
-    def __init__(self, location: str | os.PathLike, storage_options: dict | None = None):
+    def __init__(self, location: str | os.PathLike, storage_options: dict | None = None, read_timeout: float = 30.0):
         text = os.fspath(location)
         self.text = text
         if "://" in text and not text.startswith("file://"):
             import fsspec
 
-            self.fs, root = fsspec.core.url_to_fs(text, **(storage_options or {}))
+            options = with_read_timeout(text, dict(storage_options or {}), read_timeout)
+            self.fs, root = fsspec.core.url_to_fs(text, **options)
             self.root = root.rstrip("/")
             self.remote = True
         else:
@@ -306,7 +323,7 @@ def write_expert_hashes(location, storage_options: dict | None = None, retry: Re
     """Write the block-hash sidecar ``expert-hashes.json`` of a checkpoint (PLACE-4.10), computed from
     the shard bytes (each shard's SHA-256 checked against the manifest first). Returns its URL/path.
     The sidecar binds every shard by its manifest SHA-256, so a stale sidecar is ignored."""
-    loc = Location(location, storage_options)
+    loc = Location(location, storage_options, retry.read_timeout)
     m = loc.reader(MANIFEST)
     if not m.exists():
         raise CheckpointMissingError("the manifest does not exist", path=m.url)
@@ -350,7 +367,7 @@ class CheckpointSource:
 
     def __init__(self, location, tiers=None, *, verify: bool = True, retry: RetryPolicy = RetryPolicy(),
                  storage_options: dict | None = None):
-        self.loc = Location(location, storage_options)
+        self.loc = Location(location, storage_options, retry.read_timeout)
         self.retry = retry
         self.storage_class = self.loc.storage_class
         self.counters = ReadCounters()

@@ -67,6 +67,8 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
             self.server.served.append(fault)
             if fault == "latency":
                 time.sleep(0.05)
+            elif fault == "hang":                    # a peer that goes silent (bounded, so the test ends)
+                time.sleep(3.0)
             elif fault == "5xx":
                 self.send_response(503)
                 self.send_header("Content-Length", "0")
@@ -153,6 +155,21 @@ def test_persistent_faults_fail_naming_tier_expert_and_url(http_ckpt, fault, err
     msg = str(e.value)
     assert "object storage" in msg and "tier tier_1 layer 0 expert (g=2, e=1)" in msg
     assert url in msg and "3 attempt" in msg
+
+
+def test_a_hung_peer_fails_the_read_in_bounded_time(http_ckpt):
+    """PLACE-4.10: a server that stops answering costs read_timeout per try, then the read fails naming the
+    expert and the URL; nothing waits for aiohttp's five-minute default."""
+    srv, url = http_ckpt
+    src = CheckpointSource(url, retry=RetryPolicy(attempts=2, backoff=0.001, read_timeout=0.5))
+    srv.faults.extend(["hang"] * 4)
+    t0 = time.monotonic()
+    with pytest.raises(StorageReadError) as e:
+        src.read_unit(src.units.unit(0, 1, 2, 1))
+    took = time.monotonic() - t0
+    srv.faults.clear()
+    assert took < 2.5, took                       # two tries of 0.5 s, not the 3 s the peer sleeps, twice
+    assert url in str(e.value) and "2 attempt" in str(e.value) and "Timeout" in str(e.value)
 
 
 def test_missing_checkpoint_url_is_named(http_ckpt):
